@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make run` (serve on the embedded SQLite) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+
+.PHONY: run test lint install browser clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall when the pins change; the lock file pins every transitive package too.
+$(VENV)/.installed: $(BIN)/activate pyproject.toml requirements.lock
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Local development: plain HTTP on 127.0.0.1:5000, so the session cookie may not be Secure-only.
+run: install
+	CHAT_COOKIE_SECURE=false $(BIN)/chat migrate
+	CHAT_COOKIE_SECURE=false CHAT_MIGRATE=false $(BIN)/hypercorn --bind $(HOST):$(PORT) --access-logfile - "chat:create_app()"
+
+# Browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install browser lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,87 @@
+"""chat: a self-hosted async chat server. `chat:create_app()` builds the application."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Quart, Response
+from quart_auth import QuartAuth
+from quart_schema import Info, QuartSchema
+
+from .blueprints import auth, messaging, ops, users
+from .broker import create_broker
+from .config import instance_secret_key, load_settings
+from .db import close_db, init_db
+from .errors import register_error_handlers
+from .security import HashGate, SessionUser, check_request_origin
+from .state import AppState
+from .web import ChatRequest, OrjsonProvider
+
+__version__ = "0.1.0"
+
+SESSION_COOKIE = "chat_session"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+def create_app(**overrides: Any) -> Quart:
+    """A new, independent application. Keyword arguments override the CHAT_* environment (see config.Settings)."""
+    settings = load_settings(**overrides)
+    instance_path = settings.instance_path.resolve()
+    app = Quart(__name__, instance_path=str(instance_path))
+    app.request_class = ChatRequest
+    app.json = OrjsonProvider(app)
+    app.secret_key = settings.secret_key or instance_secret_key(instance_path)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        QUART_AUTH_COOKIE_NAME=SESSION_COOKIE,
+        QUART_AUTH_COOKIE_SECURE=settings.cookie_secure,
+        QUART_AUTH_COOKIE_SAMESITE="Lax",
+        QUART_AUTH_COOKIE_HTTP_ONLY=True,
+        QUART_AUTH_DURATION=settings.session_days * 24 * 3600,
+        QUART_AUTH_SALT="chat session",
+    )
+    QuartAuth(app, user_class=SessionUser)
+    QuartSchema(
+        app,
+        info=Info(title="chat", version=__version__, description="The chat server's JSON API (see API.md)."),
+        openapi_path="/openapi.json",
+        swagger_ui_path="/docs",
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+    )
+    app.extensions["chat"] = AppState(
+        settings=settings,
+        broker=create_broker(settings.broker_url),
+        hash_gate=HashGate(settings.bcrypt_rounds, settings.hash_concurrency, settings.hash_queue),
+    )
+    register_error_handlers(app)
+
+    @app.before_request
+    async def guard_origin() -> None:
+        check_request_origin(settings.allowed_origins)
+
+    @app.after_request
+    async def security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if response.mimetype == "application/json":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.before_serving
+    async def start() -> None:
+        await init_db(settings)
+        await app.extensions["chat"].broker.start()
+
+    @app.after_serving
+    async def stop() -> None:
+        await app.extensions["chat"].broker.stop()
+        await close_db()
+
+    for blueprint in (auth.bp, users.bp, messaging.bp, ops.bp):
+        app.register_blueprint(blueprint)
+    return app

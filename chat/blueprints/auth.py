@@ -1,0 +1,112 @@
+"""Accounts and sessions: register, login, logout, me."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, redirect, request
+from quart_auth import current_user, login_required, login_user, logout_user
+from quart_schema import document_response, validate_request
+from tortoise.exceptions import IntegrityError
+
+from ..errors import APIError, ErrorOut, ValidationErrorOut
+from ..models import User
+from ..schemas import LoginIn, RegisterIn, UserOut
+from ..security import SessionUser, revoke_session, signed_in, start_session
+from ..state import state
+
+bp = Blueprint("auth", __name__)
+
+
+async def _conflict(username_key: str, email: str) -> APIError | None:
+    if await User.exists(username_key=username_key):
+        return APIError(409, "username_taken", "This username is taken.")
+    if await User.exists(email=email):
+        return APIError(409, "email_taken", "This email is already registered.")
+    return None
+
+
+@bp.post("/register")
+@validate_request(RegisterIn)
+@document_response(UserOut, 201)
+@document_response(ValidationErrorOut, 400)
+@document_response(ErrorOut, 409)
+async def register(data: RegisterIn) -> tuple[dict, int]:
+    """Create an account. No session is started: sign in next."""
+    username_key = data.username.lower()
+    if conflict := await _conflict(username_key, data.email):
+        raise conflict
+    password_hash = await state().hash_gate.hash(data.password)
+    try:
+        user = await User.create(
+            username=data.username, username_key=username_key, email=data.email, password_hash=password_hash
+        )
+    except IntegrityError:  # a concurrent registration won the race
+        raise await _conflict(username_key, data.email) or APIError(
+            409, "username_taken", "This username is taken."
+        ) from None
+    return user.public(), 201
+
+
+def _retry_after_error(seconds: int) -> APIError:
+    return APIError(
+        429,
+        "too_many_attempts",
+        f"Too many failed sign-in attempts; try again in {seconds} seconds.",
+        {"Retry-After": str(seconds)},
+    )
+
+
+@bp.post("/login")
+@validate_request(LoginIn)
+@document_response(UserOut, 200)
+@document_response(ErrorOut, 401)
+@document_response(ErrorOut, 429)
+async def login(data: LoginIn) -> dict:
+    """Sign in with an email or a username; the answer sets the session cookie."""
+    app_state = state()
+    settings, throttle = app_state.settings, app_state.throttle
+    window = settings.login_window_seconds
+    identifier = f"email:{data.email.lower()}" if data.email is not None else f"name:{data.username.lower()}"
+    keys = {
+        f"login:account:{identifier}": settings.login_account_failures,
+        f"login:address:{request.remote_addr}": settings.login_address_failures,
+    }
+    for key, limit in keys.items():
+        if wait := await throttle.retry_after(key, limit, window):
+            raise _retry_after_error(wait)
+
+    if data.email is not None:
+        user = await User.get_or_none(email=data.email.lower())
+    else:
+        user = await User.get_or_none(username_key=data.username.lower())
+    # an unknown user costs one bcrypt check too: same body, same timing
+    valid = await app_state.hash_gate.check(data.password, user.password_hash if user else None)
+    if user is None or not valid:
+        for key in keys:
+            await throttle.record_failure(key, window)
+        raise APIError(401, "invalid_credentials", "Wrong email, username or password.")
+
+    await throttle.reset(next(iter(keys)))
+    if current_user.auth_id:  # signing in again replaces the session this client had
+        await revoke_session(current_user.auth_id)
+    token = await start_session(user, settings.session_days)
+    login_user(SessionUser(token))
+    return user.public()
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+async def logout() -> Response | tuple[str, int]:
+    """Revoke this session on the server (not only the cookie). A browser is sent to the login page."""
+    if current_user.auth_id:
+        await revoke_session(current_user.auth_id)
+    logout_user()
+    if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+        return redirect("/login-page")
+    return "", 204
+
+
+@bp.get("/me")
+@login_required
+@document_response(UserOut, 200)
+@document_response(ErrorOut, 401)
+async def me() -> dict:
+    return (await signed_in()).user.public()

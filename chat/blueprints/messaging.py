@@ -1,0 +1,57 @@
+"""Direct messages over HTTP: send, page through history, mark as read."""
+
+from __future__ import annotations
+
+from quart import Blueprint
+from quart_auth import login_required
+from quart_schema import document_response, validate_querystring, validate_request
+
+from .. import conversations
+from ..errors import ErrorOut, ValidationErrorOut
+from ..schemas import MarkReadIn, MessageOut, MessagesOut, MessagesQuery, SendMessageIn
+from ..security import signed_in
+
+bp = Blueprint("messaging", __name__)
+
+
+@bp.post("/send-message")
+@login_required
+@validate_request(SendMessageIn)
+@document_response(MessageOut, 201)
+@document_response(MessageOut, 200)
+@document_response(ValidationErrorOut, 400)
+@document_response(ErrorOut, 404)
+async def send_message(data: SendMessageIn) -> tuple[dict, int]:
+    """Store a message, then deliver it to the room's websockets. A repeated client_id stores nothing
+    new and answers 200 with the message stored the first time."""
+    me = (await signed_in()).user.id
+    message, created = await conversations.send_message(me, data.receiver_id, data.content, data.client_id)
+    return message, 201 if created else 200
+
+
+@bp.get("/get-messages")
+@login_required
+@validate_querystring(MessagesQuery)
+@document_response(MessagesOut, 200)
+@document_response(ValidationErrorOut, 400)
+@document_response(ErrorOut, 404)
+async def get_messages(query_args: MessagesQuery) -> dict:
+    """A page of the conversation with user_id, oldest first: the newest `limit` messages, or the ones
+    just before / after a message id."""
+    me = (await signed_in()).user.id
+    messages, has_more = await conversations.history(
+        me, query_args.user_id, before=query_args.before, after=query_args.after, limit=query_args.limit
+    )
+    return {"messages": messages, "has_more": has_more}
+
+
+@bp.post("/mark-read")
+@login_required
+@validate_request(MarkReadIn)
+@document_response(ValidationErrorOut, 400)
+@document_response(ErrorOut, 404)
+async def mark_read(data: MarkReadIn) -> tuple[str, int]:
+    """Move the caller's read marker in the room with user_id forward to up_to (never backwards)."""
+    me = (await signed_in()).user.id
+    await conversations.mark_read(me, data.user_id, data.up_to)
+    return "", 204

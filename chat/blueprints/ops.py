@@ -1,0 +1,22 @@
+"""Operations: health."""
+
+from __future__ import annotations
+
+from quart import Blueprint
+from quart_schema import document_response
+
+from ..db import ping
+from ..errors import APIError, ErrorOut
+from ..schemas import HealthOut
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+@document_response(HealthOut, 200)
+@document_response(ErrorOut, 503)
+async def healthz() -> dict:
+    """200 while the database answers."""
+    if not await ping():
+        raise APIError(503, "unavailable", "The database does not answer.", {"Retry-After": "1"})
+    return {"status": "ok"}

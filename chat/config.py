@@ -1,0 +1,128 @@
+"""Typed settings, read once from the CHAT_* environment variables (API.md, "Running and configuration")."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "CHAT_"
+
+
+class ConfigError(RuntimeError):
+    """A setting has a value chat cannot run with; the message names the variable."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instance_path: Path = Path("instance")
+    database_url: str | None = None  # None: an SQLite file in the instance folder
+    broker_url: str = "memory://"
+    secret_key: str | None = None  # None: generated once and kept in the instance folder
+    cookie_secure: bool = True
+    allowed_origins: tuple[str, ...] = ()
+    migrate: bool = True
+
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    session_days: int = Field(30, ge=1, le=365)
+    # Cost 12 is the floor in production; lower values exist only so that test suites run quickly.
+    bcrypt_rounds: int = Field(12, ge=4, le=16)
+    # At most this many hashes run at once (one per core keeps the event loop's core usable) ...
+    hash_concurrency: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=64)
+    # ... and at most this many wait; more are answered 503 at once instead of queueing without bound.
+    hash_queue: int = Field(16, ge=0, le=10_000)
+
+    login_account_failures: int = Field(5, ge=1)  # failed logins per account per window
+    login_address_failures: int = Field(100, ge=1)  # per client address: generous, NATs are shared
+    login_window_seconds: int = Field(15 * 60, ge=1)
+
+    db_pool_size: int = Field(10, ge=1, le=200)  # PostgreSQL connections per worker
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite://", "postgres://", "postgresql://")):
+            raise ValueError("must start with sqlite:// or postgres://")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("must be memory:// or redis://host:port/db")
+        return value
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if isinstance(value, list | tuple):
+            origins = tuple(part.rstrip("/").lower() for part in value if part)
+            for origin in origins:
+                if not origin.startswith(("http://", "https://")):
+                    raise ValueError(f"{origin!r} is not an origin like https://chat.example.org")
+            return origins
+        return value
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        url = self.resolved_database_url
+        if not url.startswith("sqlite://") or url == "sqlite://:memory:":
+            return None
+        return Path(url.removeprefix("sqlite://").split("?", 1)[0])
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite://{self.instance_path.resolve() / 'chat.sqlite3'}"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.resolved_database_url.startswith(("postgres://", "postgresql://"))
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, with keyword overrides (create_app's) taking precedence."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is not None and raw != "":
+            values[name] = raw
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False):
+            name = str(error["loc"][0]) if error["loc"] else "?"
+            source = "create_app()" if name in overrides else ENV_PREFIX + name.upper()
+            problems.append(f"{source}: {error['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def instance_secret_key(instance_path: Path) -> str:
+    """The session-signing key kept in the instance folder, created (mode 0600) on first start.
+
+    O_EXCL makes concurrent first starts agree: one worker writes, the others read what it wrote.
+    """
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key_file = instance_path / "secret_key"
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):
+            key = key_file.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.01)  # another worker created the file and is writing it
+        raise ConfigError(f"{key_file} is empty: delete it to generate a new key") from None
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key

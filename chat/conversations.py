@@ -1,0 +1,146 @@
+"""Conversations: store-then-publish, history paging and read markers.
+
+The one place that both the HTTP blueprints and the websocket call, so that a message sent either way is
+validated, stored, deduplicated and delivered the same way.
+"""
+
+from __future__ import annotations
+
+from tortoise.connection import get_connection
+from tortoise.exceptions import IntegrityError
+
+from .broker import Event
+from .db import param
+from .errors import APIError
+from .models import Message, ReadMarker, User, room_for, utcnow
+from .state import state
+
+
+def user_not_found() -> APIError:
+    return APIError(404, "user_not_found", "No such user.")
+
+
+async def require_user(user_id: int) -> None:
+    if not await User.exists(id=user_id):
+        raise user_not_found()
+
+
+async def publish(room: str, frame: dict) -> None:
+    await state().broker.publish(Event.build(room, frame))
+
+
+async def send_message(sender_id: int, receiver_id: int, content: str, client_id: str | None) -> tuple[dict, bool]:
+    """Store a message once per (sender, client_id), then deliver it to the room.
+
+    Returns (message, created). A repeated client_id returns the message stored the first time and
+    publishes nothing: the first send already delivered it, and a resuming socket replays it from the database.
+    """
+    if client_id is not None:
+        existing = await Message.get_or_none(sender_id=sender_id, client_id=client_id)
+        if existing is not None:
+            return existing.public(), False
+    await require_user(receiver_id)
+    try:
+        message = await Message.create(
+            sender_id=sender_id,
+            receiver_id=receiver_id,
+            room=room_for(sender_id, receiver_id),
+            content=content,
+            client_id=client_id,
+            timestamp=utcnow(),
+        )
+    except IntegrityError:
+        # the same client_id raced in from another request (or the receiver was just deleted)
+        existing = await Message.get_or_none(sender_id=sender_id, client_id=client_id) if client_id else None
+        if existing is None:
+            raise user_not_found() from None
+        return existing.public(), False
+    payload = message.public()
+    await publish(message.room, {"type": "message", "message": payload})
+    return payload, True
+
+
+async def history(
+    me: int, other: int, *, before: int | None = None, after: int | None = None, limit: int = 50
+) -> tuple[list[dict], bool]:
+    """A page of the conversation, oldest first, and whether more lie beyond it in the paging direction.
+
+    Every shape is a range scan of the (room, id) index, so page cost does not grow with the conversation.
+    """
+    await require_user(other)
+    query = Message.filter(room=room_for(me, other))
+    if after is not None:
+        rows = await query.filter(id__gt=after).order_by("id").limit(limit + 1)
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+    else:
+        if before is not None:
+            query = query.filter(id__lt=before)
+        rows = await query.order_by("-id").limit(limit + 1)
+        has_more = len(rows) > limit
+        rows = rows[:limit][::-1]
+    return [row.public() for row in rows], has_more
+
+
+async def messages_after(room: str, after: int, limit: int) -> list[dict]:
+    """Stored messages of a room with id > after, oldest first (the websocket's replay)."""
+    rows = await Message.filter(room=room, id__gt=after).order_by("id").limit(limit)
+    return [row.public() for row in rows]
+
+
+async def mark_read(me: int, other: int, up_to: int) -> int:
+    """Move my read marker in the room with `other` forward to `up_to` (never backwards).
+
+    The marker is clamped to the newest message of the room, so nothing not yet sent counts as read.
+    Returns the marker after the move; a `read` frame goes to the room when it moved.
+    """
+    await require_user(other)
+    room = room_for(me, other)
+    newest = await Message.filter(room=room).order_by("-id").first().values_list("id", flat=True)
+    up_to = min(up_to, newest or 0)
+    moved = await _advance_marker(me, room, up_to)
+    if moved:
+        await publish(room, {"type": "read", "user_id": me, "up_to": up_to})
+        return up_to
+    marker = await ReadMarker.get_or_none(user_id=me, room=room).values_list("up_to", flat=True)
+    return marker or 0
+
+
+async def _advance_marker(user_id: int, room: str, up_to: int) -> bool:
+    # a conditional UPDATE: two concurrent marks can only ever move the marker forward
+    if await ReadMarker.filter(user_id=user_id, room=room, up_to__lt=up_to).update(up_to=up_to, updated_at=utcnow()):
+        return True
+    if up_to <= 0 or await ReadMarker.exists(user_id=user_id, room=room):
+        return False
+    try:
+        await ReadMarker.create(user_id=user_id, room=room, up_to=up_to)
+    except IntegrityError:  # created concurrently: fall back to the conditional update
+        return bool(await ReadMarker.filter(user_id=user_id, room=room, up_to__lt=up_to).update(up_to=up_to))
+    return True
+
+
+async def users_with_unread(me: int) -> list[dict]:
+    """Everyone but me, by username, each with the count of their messages to me after my read marker.
+
+    One query whatever the number of users; each count is a range scan of the (room, id) index that
+    starts at my marker, so its cost follows the unread messages, not the length of the conversation.
+    """
+    me_ = param(1)
+    room = (
+        f"'dm-' || CASE WHEN u.id < {me_} THEN u.id ELSE {me_} END"
+        f" || '-' || CASE WHEN u.id < {me_} THEN {me_} ELSE u.id END"
+    )
+    sql = f"""
+        SELECT u.id AS id, u.username AS username,
+          (SELECT COUNT(*) FROM messages m
+            WHERE m.room = {room} AND m.sender_id = u.id
+              AND m.id > COALESCE((SELECT r.up_to FROM read_markers r
+                                    WHERE r.user_id = {me_} AND r.room = {room}), 0)) AS unread
+        FROM users u WHERE u.id <> {me_} ORDER BY u.username_key, u.id
+    """  # noqa: S608 - only parameter markers are interpolated
+    rows = await get_connection("default").execute_query_dict(sql, [me])
+    online = await state().presence.online([row["id"] for row in rows])
+    return [
+        {"id": row["id"], "username": row["username"], "online": row["id"] in online, "unread": int(row["unread"])}
+        for row in rows
+    ]

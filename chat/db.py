@@ -1,0 +1,134 @@
+"""Database set-up: the Tortoise configuration, start-up migrations under a lock, and shut-down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+from tortoise import Tortoise
+from tortoise.connection import get_connection
+from tortoise.migrations.executor import MigrationExecutor
+
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+APP_LABEL = "models"
+# SQLite: concurrent readers with one writer (WAL), fsync at checkpoints only (NORMAL is safe with WAL),
+# and wait for a lock rather than fail at once; what still meets a lock becomes a 503.
+SQLITE_PRAGMAS = {"journal_mode": "WAL", "synchronous": "NORMAL", "busy_timeout": 5000, "foreign_keys": "ON"}
+# A fixed key for pg_advisory_lock: serialises migrations between workers and machines.
+PG_MIGRATION_LOCK_KEY = 0x63686174  # "chat"
+
+
+def tortoise_config(settings: Settings) -> dict:
+    url = settings.resolved_database_url
+    if url.startswith("sqlite://") and url != "sqlite://:memory:":
+        path = Path(url.removeprefix("sqlite://").split("?", 1)[0])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite://{path}?{urlencode(SQLITE_PRAGMAS)}"
+    elif settings.is_postgres:
+        sep = "&" if "?" in url else "?"
+        url = f"{url}{sep}minsize=1&maxsize={settings.db_pool_size}"
+    return {
+        "connections": {"default": url},
+        "apps": {
+            APP_LABEL: {
+                "models": ["chat.models"],
+                "default_connection": "default",
+                "migrations": "migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def init_db(settings: Settings) -> None:
+    """Connect (and, unless told not to, migrate) for the serving process."""
+    config = tortoise_config(settings)
+    # Requests run in tasks other than the one serving the lifespan: they find the ORM via the global context.
+    await Tortoise.init(config=config, _enable_global_fallback=True)
+    if settings.migrate:
+        await migrate(settings, config)
+
+
+async def close_db() -> None:
+    await Tortoise.close_connections()
+
+
+async def migrate(settings: Settings, config: dict | None = None) -> None:
+    """Apply pending migrations; safe when several workers start at once on a fresh database."""
+    config = config or tortoise_config(settings)
+    async with migration_lock(settings):
+        executor = MigrationExecutor(get_connection("default"), config["apps"])
+        await executor.migrate()
+
+
+@contextlib.asynccontextmanager
+async def migration_lock(settings: Settings) -> AsyncIterator[None]:
+    if settings.is_postgres:
+        async with _pg_advisory_lock(settings.resolved_database_url):
+            yield
+    elif settings.sqlite_path is not None:
+        async with _file_lock(settings.sqlite_path.with_name(settings.sqlite_path.name + ".migrate.lock")):
+            yield
+    else:  # in-memory SQLite: one process by definition
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _file_lock(path: Path) -> AsyncIterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:  # noqa: ASYNC230 - opening a lock file does not block
+        # flock blocks: wait for it in a thread so the event loop stays free
+        await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.asynccontextmanager
+async def _pg_advisory_lock(url: str) -> AsyncIterator[None]:
+    import asyncpg
+
+    parts = urlsplit(url)
+    dsn = parts._replace(scheme="postgresql", query="").geturl()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", PG_MIGRATION_LOCK_KEY)
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.execute("SELECT pg_advisory_unlock($1)", PG_MIGRATION_LOCK_KEY)
+        await conn.close()
+
+
+async def ping() -> bool:
+    try:
+        await get_connection("default").execute_query("SELECT 1")
+    except Exception:  # any failure means "not answering", which /healthz reports
+        log.warning("database ping failed", exc_info=True)
+        return False
+    return True
+
+
+def param(number: int) -> str:
+    """The numbered parameter marker of raw SQL on the active backend: ?N for SQLite, $N for asyncpg."""
+    dialect = get_connection("default").capabilities.dialect
+    return f"${number}" if dialect == "postgres" else f"?{number}"
+
+
+def __getattr__(name: str) -> dict:
+    # For Tortoise's own CLI: `tortoise -c chat.db.TORTOISE_ORM makemigrations` (built on access, from the env).
+    if name == "TORTOISE_ORM":
+        from .config import load_settings
+
+        return tortoise_config(load_settings())
+    raise AttributeError(name)

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+
+from chat import create_app
+
+from .support import Server, api_login, api_register
+
+
+@pytest.fixture
+async def app(tmp_path):
+    """A fresh application on its own SQLite file, started (migrations applied) for the test."""
+    application = create_app(
+        instance_path=tmp_path / "instance", bcrypt_rounds=4, cookie_secure=False, hash_concurrency=2
+    )
+    async with application.test_app():
+        yield application
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def make_client(app):
+    """Separate test clients (separate cookie jars), each one person."""
+    return app.test_client
+
+
+@pytest.fixture
+def signup(make_client):
+    """signup("alice") -> (client signed in as alice, alice's user dict)."""
+
+    async def _signup(name: str):
+        person = make_client()
+        await api_register(person, name)
+        return person, await api_login(person, name)
+
+    return _signup
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A real hypercorn process on a real SQLite file; its log must hold no traceback at the end."""
+    srv = Server(workdir=tmp_path).start()
+    yield srv
+    srv.stop()
+    assert "Traceback" not in srv.log(), srv.log()

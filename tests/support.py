@@ -1,0 +1,140 @@
+"""Helpers shared by the test modules: a real hypercorn process, and sign-up / sign-in shortcuts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A real `hypercorn "chat:create_app()"` process on a real SQLite file (or what env says)."""
+
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
+    extra_args: list[str] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+    starts: int = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"server-{self.starts}.log"
+
+    def full_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+        env.update(
+            CHAT_INSTANCE_PATH=str(self.workdir / "instance"),
+            CHAT_COOKIE_SECURE="false",
+            CHAT_BCRYPT_ROUNDS="4",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.env)
+        return env
+
+    def start(self, wait: bool = True) -> Server:
+        self.starts += 1
+        cmd = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers)]
+        cmd += [*self.extra_args, "chat:create_app()"]
+        log = open(self.log_path, "wb")  # noqa: SIM115 - closed by the child's exit
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=self.full_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(5)
+
+    def restart(self) -> Server:
+        self.stop()
+        return self.start()
+
+    def log(self) -> str:
+        return "\n".join(
+            path.read_text(errors="replace") for path in sorted(self.workdir.glob("server-*.log")) if path.exists()
+        )
+
+
+def register(client: httpx.Client, name: str, password: str = PASSWORD) -> dict:
+    response = client.post("/register", json={"username": name, "email": f"{name}@example.org", "password": password})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def login(client: httpx.Client, name: str, password: str = PASSWORD) -> dict:
+    response = client.post("/login", json={"username": name, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def signed_in_client(base_url: str, name: str, **kwargs) -> tuple[httpx.Client, dict]:
+    """A new httpx client with a fresh account signed in."""
+    client = httpx.Client(base_url=base_url, timeout=30, **kwargs)
+    register(client, name)
+    user = login(client, name)
+    return client, user
+
+
+# ---- the same through Quart's test client (async)
+
+
+async def api_register(client, name: str, password: str = PASSWORD) -> dict:
+    response = await client.post(
+        "/register", json={"username": name, "email": f"{name}@example.org", "password": password}
+    )
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    return await response.get_json()
+
+
+async def api_login(client, name: str, password: str = PASSWORD) -> dict:
+    response = await client.post("/login", json={"username": name, "password": password})
+    assert response.status_code == 200, await response.get_data(as_text=True)
+    return await response.get_json()
