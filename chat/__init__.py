@@ -8,13 +8,13 @@ from quart import Quart, Response
 from quart_auth import QuartAuth
 from quart_schema import Info, QuartSchema
 
-from .blueprints import auth, messaging, ops, users
+from .blueprints import auth, messaging, ops, realtime, users
 from .broker import create_broker
 from .config import instance_secret_key, load_settings
 from .db import close_db, init_db
 from .errors import register_error_handlers
 from .security import HashGate, SessionUser, check_request_origin
-from .state import AppState
+from .state import AppState, on_sigterm
 from .web import ChatRequest, OrjsonProvider
 
 __version__ = "0.1.0"
@@ -72,16 +72,21 @@ def create_app(**overrides: Any) -> Quart:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    app_state: AppState = app.extensions["chat"]
+
     @app.before_serving
     async def start() -> None:
         await init_db(settings)
-        await app.extensions["chat"].broker.start()
+        await app_state.broker.start()
+        app_state.restore_signal = on_sigterm(app_state.going_away.set)
 
     @app.after_serving
     async def stop() -> None:
-        await app.extensions["chat"].broker.stop()
+        app_state.going_away.set()
+        app_state.restore_signal()
+        await app_state.broker.stop()
         await close_db()
 
-    for blueprint in (auth.bp, users.bp, messaging.bp, ops.bp):
+    for blueprint in (auth.bp, users.bp, messaging.bp, realtime.bp, ops.bp):
         app.register_blueprint(blueprint)
     return app
