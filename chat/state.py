@@ -6,52 +6,54 @@ import asyncio
 import signal
 import threading
 import weakref
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from quart import current_app
 
-from .broker import Broker
+from .broker import Broker, MemoryBroker, RedisBroker
 from .config import Settings
-from .security import HashGate, MemoryThrottle
-
-
-class MemoryPresence:
-    """Who has at least one open websocket in this process."""
-
-    def __init__(self) -> None:
-        self._sockets: Counter[int] = Counter()
-
-    def connect(self, user_id: int) -> bool:
-        """Count one more socket; True when the user just came online."""
-        self._sockets[user_id] += 1
-        return self._sockets[user_id] == 1
-
-    def disconnect(self, user_id: int) -> bool:
-        """Count one socket less; True when the user just went offline."""
-        self._sockets[user_id] -= 1
-        if self._sockets[user_id] <= 0:
-            del self._sockets[user_id]
-            return True
-        return False
-
-    async def online(self, user_ids: list[int]) -> set[int]:
-        return {user_id for user_id in user_ids if self._sockets[user_id] > 0}
+from .presence import MemoryPresence, Presence, RedisPresence
+from .security import HashGate, MemoryThrottle, RedisThrottle
 
 
 @dataclass
 class AppState:
     settings: Settings
     broker: Broker
+    presence: Presence
+    throttle: MemoryThrottle | RedisThrottle
     hash_gate: HashGate
-    throttle: MemoryThrottle = field(default_factory=MemoryThrottle)
-    presence: MemoryPresence = field(default_factory=MemoryPresence)
+    redis: object | None = None  # the shared Redis client, when CHAT_BROKER_URL is redis://
     # one lock per room while in use (see conversations.room_lock)
     room_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(default_factory=weakref.WeakValueDictionary)
     # set when the server begins to shut down: open websockets close with 1001
     going_away: asyncio.Event = field(default_factory=asyncio.Event)
     restore_signal: Callable[[], None] = lambda: None
+
+    async def start(self) -> None:
+        await self.broker.start()
+        await self.presence.start()
+
+    async def stop(self) -> None:
+        await self.presence.stop()
+        await self.broker.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def build_state(settings: Settings) -> AppState:
+    """memory:// keeps everything in this process; redis:// shares events, presence and throttling."""
+    hash_gate = HashGate(settings.bcrypt_rounds, settings.hash_concurrency, settings.hash_queue)
+    if settings.broker_url.startswith("memory://"):
+        return AppState(settings, MemoryBroker(), MemoryPresence(), MemoryThrottle(), hash_gate)
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5, socket_keepalive=True)
+    prefix = settings.redis_prefix
+    broker = RedisBroker(client, prefix)
+    presence = RedisPresence(client, prefix, settings.presence_ttl_seconds, broker)
+    return AppState(settings, broker, presence, RedisThrottle(client, prefix), hash_gate, redis=client)
 
 
 def state() -> AppState:

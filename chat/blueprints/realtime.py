@@ -22,8 +22,9 @@ from quart_auth import login_required
 from tortoise.exceptions import OperationalError
 
 from .. import conversations
-from ..broker import Event, Subscription
+from ..broker import BrokerUnavailable, Event, Subscription
 from ..errors import APIError, validation_fields
+from ..presence import presence_channel, presence_event
 from ..schemas import MAX_ID, ClientId, Content, Cursor, Input
 from ..security import foreign_origin, signed_in
 from ..state import AppState, state
@@ -92,8 +93,11 @@ async def room_socket(room: str) -> None:
     await conversations.require_user(other)
 
     # subscribe first: whatever is published from now on is queued, whatever was stored before is replayed
-    channels = (conversations.room_channel(room), f"presence:{other}", f"session:{me.session_id}")
-    subscription = await app_state.broker.subscribe(channels, QUEUE_SIZE)
+    channels = (conversations.room_channel(room), presence_channel(other), f"session:{me.session_id}")
+    try:
+        subscription = await app_state.broker.subscribe(channels, QUEUE_SIZE)
+    except BrokerUnavailable:
+        raise APIError(503, "unavailable", "Real-time delivery is down; retry shortly.", {"Retry-After": "1"}) from None
     try:
         await websocket.accept()
         connection = Connection(app_state, subscription, room, me.user.id, other)
@@ -113,7 +117,7 @@ class Connection:
         self.last_typing = 0.0
 
     async def run(self, after: int | None) -> None:
-        came_online = self.state.presence.connect(self.me)
+        came_online = await self.state.presence.connect(self.me)
         try:
             if came_online:
                 await self._publish_presence(True)
@@ -133,7 +137,7 @@ class Connection:
             if code is not None:
                 await self._close(code)
         finally:
-            if self.state.presence.disconnect(self.me):
+            if await self.state.presence.disconnect(self.me):
                 await self._publish_presence(False)
 
     @staticmethod
@@ -146,8 +150,7 @@ class Connection:
         return codes[finished]
 
     async def _publish_presence(self, online: bool) -> None:
-        frame = {"type": "presence", "user_id": self.me, "online": online}
-        await self.state.broker.publish(Event.build(f"presence:{self.me}", frame))
+        await self.state.broker.publish(presence_event(self.me, online))
 
     async def _close(self, code: int) -> None:
         # a client that stopped reading may never take the close frame: don't wait for it forever
