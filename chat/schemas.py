@@ -81,6 +81,11 @@ class LoginIn(Input):
         return self
 
 
+class ChangePasswordIn(Input):
+    current_password: Annotated[Text, StringConstraints(max_length=128)]
+    new_password: Password
+
+
 class UserOut(BaseModel):
     id: int
     username: str
