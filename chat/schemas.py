@@ -147,3 +147,7 @@ class MessagesOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: str
+
+
+class NoContent(BaseModel):
+    """No content: the response has an empty body."""

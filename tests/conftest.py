@@ -2,18 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from chat import create_app
-
-from .support import Server, api_login, api_register
+from .support import Server, api_login, api_register, started_app
 
 
 @pytest.fixture
 async def app(tmp_path):
     """A fresh application on its own SQLite file, started (migrations applied) for the test."""
-    application = create_app(
-        instance_path=tmp_path / "instance", bcrypt_rounds=4, cookie_secure=False, hash_concurrency=2
-    )
-    async with application.test_app():
+    async with started_app(tmp_path) as application:
         yield application
 
 
