@@ -49,11 +49,14 @@ async def test_register_creates_the_account_without_a_session(client):
         ("username", "alice!"),
         ("username", "ålice"),  # letters means ASCII letters here
         ("username", ""),
+        ("username", "alice\n"),  # "$" alone would let a trailing newline through
         ("email", "alice"),
         ("email", "alice@example"),
         ("email", "alice @example.org"),
         ("email", "a" * 109 + "@example.org"),  # 121 characters
         ("email", ""),
+        ("email", "alice@example.org\n"),
+        ("email", "İ" * 60 + "@example.org"),  # 72 characters, but 132 once lower-cased for storage
         ("password", "seven c"),  # 7 code points
         ("password", "x" * 129),
         ("password", ""),

@@ -170,7 +170,7 @@ def test_two_workers_start_together_on_a_fresh_database(tmp_path):
     server.start()
     try:
         # the first healthz answer may come from one worker while the other is still starting: wait for both
-        wait_until(lambda: server.log().count("Running on") >= 2, what=lambda: server.log())
+        wait_until(lambda: server.log().count("Running on") >= 2, what=server.log)
         assert server.log().count("Running on") == 2
         workers = worker_pids(server)
         assert len(workers) == 2, workers
