@@ -107,7 +107,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Se
         problems = []
         for error in exc.errors(include_input=False):
             name = str(error["loc"][0]) if error["loc"] else "?"
-            source = "create_app()" if name in overrides else ENV_PREFIX + name.upper()
+            source = f"create_app({name}=...)" if name in overrides else ENV_PREFIX + name.upper()
             problems.append(f"{source}: {error['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
 

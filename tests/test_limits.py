@@ -6,16 +6,12 @@ import json
 
 import pytest
 
-from chat import create_app
-
-from .conftest import app_overrides
-from .support import PASSWORD, api_login, api_register
+from .support import PASSWORD, api_login, api_register, started_app
 
 
 @pytest.fixture
 async def tight_app(tmp_path):
-    application = create_app(**app_overrides(tmp_path), send_limit=3, send_window_seconds=60)
-    async with application.test_app():
+    async with started_app(tmp_path, send_limit=3, send_window_seconds=60) as application:
         yield application
 
 

@@ -10,7 +10,7 @@ from tortoise.exceptions import IntegrityError
 from ..broker import Event
 from ..errors import APIError, ErrorOut, ValidationErrorOut
 from ..models import User
-from ..schemas import ChangePasswordIn, LoginIn, RegisterIn, UserOut
+from ..schemas import ChangePasswordIn, LoginIn, NoContent, RegisterIn, UserOut
 from ..security import SessionUser, revoke_other_sessions, revoke_session, signed_in, start_session
 from ..state import state
 
@@ -30,6 +30,7 @@ async def _conflict(username_key: str, email: str) -> APIError | None:
 @document_response(UserOut, 201)
 @document_response(ValidationErrorOut, 400)
 @document_response(ErrorOut, 409)
+@document_response(ErrorOut, 503)
 async def register(data: RegisterIn) -> tuple[dict, int]:
     """Create an account. No session is started: sign in next."""
     username_key = data.username.lower()
@@ -69,26 +70,31 @@ def _retry_after_error(seconds: int) -> APIError:
 @bp.post("/login")
 @validate_request(LoginIn)
 @document_response(UserOut, 200)
+@document_response(ValidationErrorOut, 400)
 @document_response(ErrorOut, 401)
 @document_response(ErrorOut, 429)
+@document_response(ErrorOut, 503)
 async def login(data: LoginIn) -> dict:
     """Sign in with an email or a username; the answer sets the session cookie."""
     app_state = state()
     settings, throttle = app_state.settings, app_state.throttle
     window = settings.login_window_seconds
-    identifier = f"email:{data.email.lower()}" if data.email is not None else f"name:{data.username.lower()}"
+    if data.email is not None:
+        user = await User.get_or_none(email=data.email.lower())
+        identifier = f"email:{data.email.lower()}"
+    else:
+        user = await User.get_or_none(username_key=data.username.lower())
+        identifier = f"name:{data.username.lower()}"
+    # an account counts its failures whether it is named by email or by username
+    account = f"user:{user.id}" if user is not None else identifier
     keys = {
-        f"login:account:{identifier}": settings.login_account_failures,
+        f"login:account:{account}": settings.login_account_failures,
         f"login:address:{request.remote_addr}": settings.login_address_failures,
     }
     for key, limit in keys.items():
         if wait := await throttle.retry_after(key, limit, window):
             raise _retry_after_error(wait)
 
-    if data.email is not None:
-        user = await User.get_or_none(email=data.email.lower())
-    else:
-        user = await User.get_or_none(username_key=data.username.lower())
     # an unknown user costs one bcrypt check too: same body, same timing
     valid = await app_state.hash_gate.check(data.password, user.password_hash if user else None)
     if user is None or not valid:
@@ -105,6 +111,7 @@ async def login(data: LoginIn) -> dict:
 
 
 @bp.route("/logout", methods=["GET", "POST"])
+@document_response(NoContent, 204)
 async def logout() -> Response | tuple[str, int]:
     """Revoke this session on the server (not only the cookie). A browser is sent to the login page."""
     if current_user.auth_id:
