@@ -15,6 +15,7 @@ from .db import close_db, init_db
 from .errors import register_error_handlers
 from .security import HashGate, SessionUser, check_request_origin
 from .state import AppState
+from .tls import install_https
 from .web import ChatRequest, OrjsonProvider
 
 __version__ = "0.1.0"
@@ -59,6 +60,7 @@ def create_app(**overrides: Any) -> Quart:
         hash_gate=HashGate(settings.bcrypt_rounds, settings.hash_concurrency, settings.hash_queue),
     )
     register_error_handlers(app)
+    install_https(app, settings)
 
     @app.before_request
     async def guard_origin() -> None:

@@ -43,6 +43,12 @@ class Settings(BaseModel):
 
     db_pool_size: int = Field(10, ge=1, le=200)  # PostgreSQL connections per worker
 
+    # The port of hypercorn's TLS bind, when it serves plain HTTP too (hypercorn.toml's insecure_bind):
+    # every plain-HTTP request is then redirected there. None: plain HTTP is served as such (make run).
+    https_port: int | None = Field(None, ge=1, le=65535)
+    # Strict-Transport-Security max-age on HTTPS responses; 0 tells browsers to forget an earlier one.
+    hsts_seconds: int = Field(365 * 24 * 3600, ge=0, le=2 * 365 * 24 * 3600)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:
