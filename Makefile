@@ -40,11 +40,13 @@ SERVE_FLAGS = $(if $(filter 1,$(CLIENT_CERTS)),--ca-certs certs/ca.crt --verify-
               $(if $(filter 1,$(HTTP3)),--quic-bind 0.0.0.0:$(HTTPS_PORT))
 serve: install certs/server.crt
 	@if [ "$(CLIENT_CERTS)$(HTTP3)" = 11 ]; then echo "CLIENT_CERTS=1 and HTTP3=1 exclude each other" >&2; exit 2; fi
+	@if [ -z "$(HTTPS_PORT)" ]; then echo "no port in hypercorn.toml's bind: set HTTPS_PORT=" >&2; exit 2; fi
 	CHAT_HTTPS_PORT=$(HTTPS_PORT) $(BIN)/hypercorn --config hypercorn.toml $(SERVE_FLAGS) "chat:create_app()"
 
-# Browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+# Browser tests drive Debian's Chromium (Playwright cannot download browsers here); certutil (libnss3-tools)
+# makes a test browser trust the certificate authority of `chat certs`.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 && command -v certutil >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libnss3-tools >/dev/null; }
 
 lint: install
 	$(BIN)/ruff check .

@@ -12,9 +12,7 @@ Keys are ECDSA P-256 (what browsers, curl, aioquic and Python's ssl all accept) 
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 import ipaddress
 import os
 import re
@@ -112,6 +110,21 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key, days: int) -> x5
     )
 
 
+def _key_usage(signs_certificates: bool) -> x509.KeyUsage:
+    """Signatures only (ECDSA keys sign handshakes); an authority's also sign certificates and revocation lists."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        key_cert_sign=signs_certificates,
+        crl_sign=signs_certificates,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def _make_ca(common_name: str) -> tuple[x509.Certificate, Key]:
     key = _new_key()
     name = _name(common_name)
@@ -119,20 +132,7 @@ def _make_ca(common_name: str) -> tuple[x509.Certificate, Key]:
         _builder(name, name, key.public_key(), CA_DAYS)
         # path_length=0: this authority signs end certificates only, never another authority
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(signs_certificates=True), critical=True)
         .sign(key, hashes.SHA256())
     )
     return cert, key
@@ -149,20 +149,7 @@ def _make_leaf(
     builder = (
         _builder(_name(common_name), ca_cert.subject, key.public_key(), LEAF_DAYS)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=False,
-                crl_sign=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(signs_certificates=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
@@ -218,9 +205,9 @@ def write_certificates(
     The authority is created when there is none (or when `new_ca` asks for a new one); otherwise it is reused, so
     that clients which already trust it keep working after the server certificate is issued again.
     """
-    directory.mkdir(parents=True, exist_ok=True)
     names = tuple(dict.fromkeys((*DEFAULT_NAMES, *(name.strip().lower() for name in extra_names if name.strip()))))
     _subject_alternative_names(names)  # a malformed name fails here, before anything is written
+    directory.mkdir(parents=True, exist_ok=True)
     found = None if new_ca else _load_ca(directory)
     ca_cert, ca_key = found or _make_ca("chat local certificate authority")
     if found is None:
@@ -230,11 +217,3 @@ def write_certificates(
     client_cert, client_key = _make_leaf(ca_cert, ca_key, client_name, ExtendedKeyUsageOID.CLIENT_AUTH)
     _save(directory, "client", client_cert, client_key)
     return Issued(directory=directory, ca_created=found is None, names=names)
-
-
-def spki_sha256(cert_path: Path) -> str:
-    """base64(SHA-256(SubjectPublicKeyInfo)) of a certificate: the pin that Chromium's
-    `--ignore-certificate-errors-spki-list` and HTTP public-key pinning use."""
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")

@@ -8,8 +8,10 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
+import threading
 import tomllib
 import uuid
 from contextlib import asynccontextmanager, closing
@@ -18,8 +20,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import websockets
 from hypercorn.config import Config
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidStatus
 
 from chat import SESSION_COOKIE, cli, create_app
 from chat.tls import https_url
@@ -104,12 +107,31 @@ def shut_down(deployment: Deployment) -> None:
     assert "Traceback" not in log, log
 
 
+def shut_down_quic(deployment: Deployment) -> None:
+    """hypercorn 0.18's QUIC server looks at its shutdown flag only when a datagram arrives (udp_server.run), so a
+    stop waits out the whole graceful_timeout; datagrams while it stops let it see the flag at once."""
+    stopping = threading.Thread(target=shut_down, args=(deployment,))
+    stopping.start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as nudge:
+        while stopping.is_alive():
+            nudge.sendto(b"\0", ("127.0.0.1", deployment.server.port))  # not a QUIC packet: dropped unanswered
+            stopping.join(0.05)
+
+
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory):
-    """The shipped configuration with the HTTP/3 opt-in (`make serve HTTP3=1`'s --quic-bind)."""
-    deployment = deploy(tmp_path_factory.mktemp("tls"), "--quic-bind", "127.0.0.1:{port}")
+    """The shipped configuration, as `make serve` runs it."""
+    deployment = deploy(tmp_path_factory.mktemp("tls"))
     yield deployment
     shut_down(deployment)
+
+
+@pytest.fixture(scope="module")
+def h3(tmp_path_factory):
+    """The shipped configuration with the HTTP/3 opt-in (`make serve HTTP3=1`'s --quic-bind)."""
+    deployment = deploy(tmp_path_factory.mktemp("h3"), "--quic-bind", "127.0.0.1:{port}")
+    yield deployment
+    shut_down_quic(deployment)
 
 
 @pytest.fixture(scope="module")
@@ -208,12 +230,14 @@ def test_http2_with_the_generated_authority_register_login_send_get(tls):
     assert len(versions) == 6 and set(versions) == {"HTTP/2"}  # 2 x (register, login) + send + get
 
 
+def assert_signed_in(client: httpx.Client, user: dict, http_version: str) -> None:
+    with closing(client):
+        me = client.get("/me")
+        assert (me.http_version, me.json()) == (http_version, user)
+
+
 def test_http11_clients_still_work(tls):
-    carol, c = tls.sign_up("carol", http2=False)
-    with closing(carol):
-        me = carol.get("/me")
-        assert me.http_version == "HTTP/1.1"
-        assert me.json() == c
+    assert_signed_in(*tls.sign_up("carol", http2=False), "HTTP/1.1")
 
 
 def test_session_cookie_is_secure_and_hsts_is_sent_over_https(tls):
@@ -255,23 +279,25 @@ def test_the_plain_http_bind_redirects_to_https(tls):
 # ---------------------------------------------------------------- HTTP/3 (opt-in)
 
 
-async def test_http3_opt_in_serves_the_api_on_the_same_certificates(tls):
-    with tls.client() as client:
+async def test_http3_opt_in_serves_the_api_on_the_same_certificates(h3, tls):
+    with h3.client() as client:
         advertised = client.get("/healthz").headers.get_list("alt-svc")
-    assert f'h3=":{tls.server.port}"; ma=3600' in advertised
+    assert f'h3=":{h3.server.port}"; ma=3600' in advertised
+    with tls.client() as client:
+        assert "alt-svc" not in client.get("/healthz").headers  # only when opted in
     name = unique("erin")
     credentials = {"username": name, "password": "correct horse battery"}
     json_headers = {"content-type": "application/json"}
-    async with h3_client("127.0.0.1", tls.server.port, tls.certs / "ca.crt", server_name="localhost") as h3:
-        health = await h3.request("GET", "/healthz")
+    async with h3_client("127.0.0.1", h3.server.port, h3.certs / "ca.crt", server_name="localhost") as quic:
+        health = await quic.request("GET", "/healthz")
         assert health.status == 200 and health.json()["status"] == "ok"
         assert health.headers["strict-transport-security"] == f"max-age={ONE_YEAR}"
         body = json.dumps({**credentials, "email": f"{name}@example.org"}).encode()
-        assert (await h3.request("POST", "/register", json_headers, body)).status == 201
-        login = await h3.request("POST", "/login", json_headers, json.dumps(credentials).encode())
+        assert (await quic.request("POST", "/register", json_headers, body)).status == 201
+        login = await quic.request("POST", "/login", json_headers, json.dumps(credentials).encode())
         assert login.status == 200 and "Secure" in login.headers["set-cookie"]
         session = login.headers["set-cookie"].split(";", 1)[0]
-        me = await h3.request("GET", "/me", {"cookie": session})
+        me = await quic.request("GET", "/me", {"cookie": session})
         assert me.status == 200 and me.json()["username"] == name
 
 
@@ -288,11 +314,7 @@ def test_client_certificates_required_refuse_a_client_without_one(mtls, http2):
 
 
 def test_client_certificates_required_let_the_generated_client_certificate_in(mtls):
-    frank, f = mtls.sign_up("frank", client_cert=True)
-    with closing(frank):
-        me = frank.get("/me")
-        assert me.http_version == "HTTP/2"
-        assert me.json() == f
+    assert_signed_in(*mtls.sign_up("frank", client_cert=True), "HTTP/2")
 
 
 def test_client_certificates_from_another_authority_are_refused(mtls, tmp_path):
@@ -328,19 +350,19 @@ def session_header(client: httpx.Client) -> dict[str, str]:
 @asynccontextmanager
 async def wss(deployment: Deployment, client: httpx.Client, room: str, origin: str | None = None):
     """A websocket over TLS and HTTP/1.1 (the websockets library), signed in as `client`, from the server's origin."""
-    async with websockets.asyncio.client.connect(
+    async with ws_connect(
         f"{deployment.server.ws_url}/ws/rooms/{room}",
         ssl=deployment.context(),
         origin=origin or deployment.base_url,
         additional_headers=session_header(client),
         proxy=None,
         open_timeout=10,
-    ) as socket:
-        yield socket
+    ) as connection:
+        yield connection
 
 
-async def receive_h1(socket, timeout: float = 10) -> dict:
-    return json.loads(await asyncio.wait_for(socket.recv(), timeout))
+async def receive_h1(connection, timeout: float = 10) -> dict:
+    return json.loads(await asyncio.wait_for(connection.recv(), timeout))
 
 
 async def next_message(receive, timeout: float = 10) -> dict:
@@ -351,6 +373,15 @@ async def next_message(receive, timeout: float = 10) -> dict:
             return frame["message"]
 
 
+@pytest.fixture
+def two_people(tls):
+    """(alice's client, alice, bob's client, bob): two fresh accounts, signed in over HTTP/2."""
+    alice, a = tls.sign_up("alice")
+    bob, b = tls.sign_up("bob")
+    with closing(alice), closing(bob):
+        yield alice, a, bob, b
+
+
 async def post_message(client: httpx.Client, receiver: dict, content: str) -> dict:
     body = {"receiver_id": receiver["id"], "content": content}
     sent = await asyncio.to_thread(client.post, "/send-message", json=body)
@@ -359,54 +390,49 @@ async def post_message(client: httpx.Client, receiver: dict, content: str) -> di
 
 
 @needs_room_sockets
-async def test_wss_over_http11_delivers_messages_both_ways(tls):
-    alice, a = tls.sign_up("alice")
-    bob, b = tls.sign_up("bob")
+async def test_wss_over_http11_delivers_messages_both_ways(tls, two_people):
+    alice, a, bob, b = two_people
     room = room_of(a, b)
-    with closing(alice), closing(bob):
-        async with wss(tls, alice, room) as alice_socket, wss(tls, bob, room) as bob_socket:
-            client_id = uuid.uuid4().hex
-            await bob_socket.send(json.dumps({"type": "message", "content": "over wss", "client_id": client_id}))
-            received = await next_message(lambda t: receive_h1(alice_socket, t))
-            assert (received["content"], received["sender_id"], received["room"]) == ("over wss", b["id"], room)
-            assert (await next_message(lambda t: receive_h1(bob_socket, t)))["client_id"] == client_id  # the ack
-            posted = await post_message(alice, b, "over https")
-            assert await next_message(lambda t: receive_h1(bob_socket, t)) == posted
+    async with wss(tls, alice, room) as alice_socket, wss(tls, bob, room) as bob_socket:
+        client_id = uuid.uuid4().hex
+        await bob_socket.send(json.dumps({"type": "message", "content": "over wss", "client_id": client_id}))
+        received = await next_message(lambda t: receive_h1(alice_socket, t))
+        assert (received["content"], received["sender_id"], received["room"]) == ("over wss", b["id"], room)
+        assert (await next_message(lambda t: receive_h1(bob_socket, t)))["client_id"] == client_id  # the ack
+        posted = await post_message(alice, b, "over https")
+        assert await next_message(lambda t: receive_h1(bob_socket, t)) == posted
 
 
 @needs_room_sockets
-async def test_wss_refuses_foreign_origins_missing_sessions_and_plain_ws(tls):
-    alice, a = tls.sign_up("alice")
-    bob, b = tls.sign_up("bob")
+async def test_wss_refuses_foreign_origins_missing_sessions_and_plain_ws(tls, two_people):
+    alice, a, bob, b = two_people
     room = room_of(a, b)
-    with closing(alice), closing(bob):
-        async with wss(tls, alice, room):  # the server's own https:// origin passes the Origin check
-            pass
-        for origin in ("https://evil.example", f"https://127.0.0.1:{tls.plain_port}"):
-            with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
-                async with wss(tls, alice, room, origin=origin):
-                    pass
-            assert refused.value.response.status_code == 403
-        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
-            async with websockets.asyncio.client.connect(
-                f"{tls.server.ws_url}/ws/rooms/{room}", ssl=tls.context(), origin=tls.base_url, proxy=None
-            ):
-                pass
-        assert refused.value.response.status_code == 401
-        # the plain bind serves no websocket: a browser would not follow a redirect there, so it is refused
-        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
-            async with websockets.asyncio.client.connect(
-                f"ws://127.0.0.1:{tls.plain_port}/ws/rooms/{room}", additional_headers=session_header(alice), proxy=None
-            ):
+    async with wss(tls, alice, room):  # the server's own https:// origin passes the Origin check
+        pass
+    for origin in ("https://evil.example", f"https://127.0.0.1:{tls.plain_port}"):
+        with pytest.raises(InvalidStatus) as refused:
+            async with wss(tls, alice, room, origin=origin):
                 pass
         assert refused.value.response.status_code == 403
-        assert json.loads(refused.value.response.body)["error"] == "https_required"
+    with pytest.raises(InvalidStatus) as refused:
+        async with ws_connect(
+            f"{tls.server.ws_url}/ws/rooms/{room}", ssl=tls.context(), origin=tls.base_url, proxy=None
+        ):
+            pass
+    assert refused.value.response.status_code == 401
+    # the plain bind serves no websocket: a browser would not follow a redirect there, so it is refused
+    with pytest.raises(InvalidStatus) as refused:
+        async with ws_connect(
+            f"ws://127.0.0.1:{tls.plain_port}/ws/rooms/{room}", additional_headers=session_header(alice), proxy=None
+        ):
+            pass
+    assert refused.value.response.status_code == 403
+    assert json.loads(refused.value.response.body)["error"] == "https_required"
 
 
 @needs_room_sockets
-async def test_websockets_over_http2_extended_connect(tls):
-    alice, a = tls.sign_up("alice")
-    bob, b = tls.sign_up("bob")
+async def test_websockets_over_http2_extended_connect(tls, two_people):
+    alice, a, bob, b = two_people
     path = f"/ws/rooms/{room_of(a, b)}"
     alice_h2 = await H2Client.open("127.0.0.1", tls.server.port, tls.context())
     bob_h2 = await H2Client.open("127.0.0.1", tls.server.port, tls.context())
@@ -426,16 +452,13 @@ async def test_websockets_over_http2_extended_connect(tls):
     finally:
         await alice_h2.aclose()
         await bob_h2.aclose()
-        alice.close()
-        bob.close()
 
 
 @needs_room_sockets
-async def test_a_socket_dropped_without_closing_disturbs_no_other_connection(tls):
+async def test_a_socket_dropped_without_closing_disturbs_no_other_connection(tls, two_people):
     """hypercorn issue #329: a websocket that ends without a close handshake took down the other websockets of
     its HTTP/2 connection. Drop sockets every way a client can, and check after each that the rest still work."""
-    alice, a = tls.sign_up("alice")
-    bob, b = tls.sign_up("bob")
+    alice, a, bob, b = two_people
     room, path = room_of(a, b), f"/ws/rooms/{room_of(a, b)}"
     alice_headers = {"Origin": tls.base_url, **session_header(alice)}
     shared = await H2Client.open("127.0.0.1", tls.server.port, tls.context())  # two of alice's tabs, one connection
@@ -445,31 +468,39 @@ async def test_a_socket_dropped_without_closing_disturbs_no_other_connection(tls
         sibling = await shared.websocket(path, alice_headers)
         elsewhere = await other.websocket(path, alice_headers)
         async with wss(tls, alice, room) as over_h1, wss(tls, alice, room) as doomed_h1:
+            live = {
+                "doomed stream": doomed_stream.receive_json,
+                "sibling stream": sibling.receive_json,
+                "other connection": elsewhere.receive_json,
+                "http/1.1": lambda t: receive_h1(over_h1, t),
+                "doomed http/1.1": lambda t: receive_h1(doomed_h1, t),
+            }
 
-            async def everyone_gets(content: str, sockets) -> None:
+            async def everyone_alive_gets(content: str) -> None:
                 posted = await post_message(bob, a, content)
-                for receive in sockets:
-                    assert await next_message(receive) == posted
+                for name, receive in live.items():
+                    assert await next_message(receive) == posted, name
 
-            h1_receive = lambda t: receive_h1(over_h1, t)  # noqa: E731
-            await everyone_gets("all there", [doomed_stream.receive_json, sibling.receive_json, h1_receive])
-
+            await everyone_alive_gets("all there")
             await doomed_stream.reset()  # RST_STREAM: no close frame
-            await everyone_gets("a stream dropped", [sibling.receive_json, elsewhere.receive_json, h1_receive])
+            del live["doomed stream"]
+            await everyone_alive_gets("a stream dropped")
+
             latecomer = await shared.websocket(path, alice_headers)  # a new socket on the same connection (#329)
-            await everyone_gets("a new stream", [latecomer.receive_json, sibling.receive_json, h1_receive])
+            live["latecomer stream"] = latecomer.receive_json
+            await everyone_alive_gets("a new stream")
 
             doomed_h1.transport.abort()  # TCP reset under an HTTP/1.1 websocket: no close frame
-            await everyone_gets("a socket dropped", [sibling.receive_json, elsewhere.receive_json, h1_receive])
+            del live["doomed http/1.1"]
+            await everyone_alive_gets("a socket dropped")
 
             shared.abort()  # the whole HTTP/2 connection, with its two websockets, vanishes
-            await everyone_gets("a connection dropped", [elsewhere.receive_json, h1_receive])
+            del live["sibling stream"], live["latecomer stream"]
+            await everyone_alive_gets("a connection dropped")
             assert (await asyncio.to_thread(bob.get, "/healthz")).status_code == 200
     finally:
         await other.aclose()
         shared.abort()
-        alice.close()
-        bob.close()
 
 
 # ---------------------------------------------------------------- a real browser
