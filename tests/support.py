@@ -7,6 +7,7 @@ import hashlib
 import os
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -62,6 +63,19 @@ def backend_settings(workdir: Path) -> dict[str, str]:
         "CHAT_BROKER_URL": REDIS_URL,
         "CHAT_REDIS_PREFIX": f"{tag}:",
     }
+
+
+def database_rows(workdir: Path, sql: str) -> list[tuple]:
+    """Rows of a query on the database of a test's work folder, read outside the server (SQLite file or psql)."""
+    settings = backend_settings(workdir)
+    if not settings:
+        with contextlib.closing(sqlite3.connect(workdir / "instance" / "chat.sqlite3")) as connection:
+            return connection.execute(sql).fetchall()
+    url = settings["CHAT_DATABASE_URL"].replace("postgres://", "postgresql://")
+    out = subprocess.run(["psql", url, "-qAt", "-F", "\t", "-c", sql], check=True, capture_output=True, text=True)
+    return [
+        tuple(int(v) if v.lstrip("-").isdigit() else v for v in line.split("\t")) for line in out.stdout.splitlines()
+    ]
 
 
 def drop_test_databases() -> None:
