@@ -8,7 +8,7 @@ from quart import Quart, Response
 from quart_auth import QuartAuth
 from quart_schema import Info, QuartSchema
 
-from .blueprints import auth, messaging, ops, users
+from .blueprints import auth, messaging, ops, pages, users
 from .broker import create_broker
 from .config import instance_secret_key, load_settings
 from .db import close_db, init_db
@@ -82,6 +82,6 @@ def create_app(**overrides: Any) -> Quart:
         await app.extensions["chat"].broker.stop()
         await close_db()
 
-    for blueprint in (auth.bp, users.bp, messaging.bp, ops.bp):
+    for blueprint in (auth.bp, users.bp, messaging.bp, ops.bp, pages.bp):
         app.register_blueprint(blueprint)
     return app
