@@ -8,13 +8,12 @@ from quart import Quart, Response
 from quart_auth import QuartAuth
 from quart_schema import Info, QuartSchema
 
-from .blueprints import auth, messaging, ops, pages, users
-from .broker import create_broker
+from .blueprints import auth, messaging, ops, pages, realtime, users
 from .config import instance_secret_key, load_settings
 from .db import close_db, init_db
 from .errors import register_error_handlers
-from .security import HashGate, SessionUser, check_request_origin
-from .state import AppState
+from .security import SessionUser, check_request_origin
+from .state import AppState, build_state, on_sigterm
 from .web import ChatRequest, OrjsonProvider
 
 __version__ = "0.1.0"
@@ -53,11 +52,7 @@ def create_app(**overrides: Any) -> Quart:
         redoc_ui_path=None,
         scalar_ui_path=None,
     )
-    app.extensions["chat"] = AppState(
-        settings=settings,
-        broker=create_broker(settings.broker_url),
-        hash_gate=HashGate(settings.bcrypt_rounds, settings.hash_concurrency, settings.hash_queue),
-    )
+    app.extensions["chat"] = build_state(settings)
     register_error_handlers(app)
 
     @app.before_request
@@ -72,16 +67,21 @@ def create_app(**overrides: Any) -> Quart:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    app_state: AppState = app.extensions["chat"]
+
     @app.before_serving
     async def start() -> None:
         await init_db(settings)
-        await app.extensions["chat"].broker.start()
+        await app_state.start()
+        app_state.restore_signal = on_sigterm(app_state.going_away.set)
 
     @app.after_serving
     async def stop() -> None:
-        await app.extensions["chat"].broker.stop()
+        app_state.going_away.set()
+        app_state.restore_signal()
+        await app_state.stop()
         await close_db()
 
-    for blueprint in (auth.bp, users.bp, messaging.bp, ops.bp, pages.bp):
+    for blueprint in (auth.bp, users.bp, messaging.bp, realtime.bp, ops.bp, pages.bp):
         app.register_blueprint(blueprint)
     return app

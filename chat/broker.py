@@ -1,86 +1,276 @@
-"""Fan-out of real-time events to the connections subscribed to a room.
+"""Fan-out of real-time events to the connections subscribed to a channel.
 
 The database is the source of truth; the broker only carries events. `memory://` serves one process;
 a Redis implementation behind the same interface serves many (CHAT_BROKER_URL).
+
+Channels: `room:dm-1-2` (messages, typing, read), `presence:7` (user 7 came online / went offline),
+`session:42` (session 42 was revoked: its sockets close).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+SUBSCRIBE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One event for a room, encoded once however many sockets receive it."""
+    """One event for a channel, encoded once however many sockets receive it."""
 
-    room: str
+    channel: str
     type: str
     text: str  # the JSON frame, as sent to websockets
-    message_id: int | None = None  # for "message" events: lets a resuming socket skip what it replayed
+    message_id: int | None = None  # "message" events: lets a socket skip what it already sent
+    user_id: int | None = None  # who caused it: a socket does not relay a user's own typing back to them
 
     @classmethod
-    def build(cls, room: str, frame: dict) -> Event:
-        message = frame.get("message") if frame.get("type") == "message" else None
-        return cls(room, frame["type"], orjson.dumps(frame).decode(), message["id"] if message else None)
+    def build(cls, channel: str, frame: dict) -> Event:
+        message = frame.get("message") if frame["type"] == "message" else None
+        return cls(
+            channel,
+            frame["type"],
+            orjson.dumps(frame).decode(),
+            message["id"] if message else None,
+            frame.get("user_id"),
+        )
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps([self.channel, self.type, self.text, self.message_id, self.user_id])
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Event:
+        return cls(*orjson.loads(data))
 
 
 @dataclass(eq=False)
 class Subscription:
-    """One connection's bounded queue. When it overflows, the connection is told to go (it resumes with ?after)."""
+    """One connection's bounded queue over several channels.
 
-    room: str
-    queue: asyncio.Queue[Event]
+    When it overflows the connection must go (it resumes from the database with ?after) rather than let
+    the server's memory grow for a client that cannot keep up.
+    """
+
+    channels: tuple[str, ...]
+    queue: asyncio.Queue
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def offer(self, event: Event) -> None:
+    def offer(self, item: object) -> None:
         if self.overflowed.is_set():
             return
         try:
-            self.queue.put_nowait(event)
+            self.queue.put_nowait(item)
         except asyncio.QueueFull:
             self.overflowed.set()
 
 
 class Broker(Protocol):
+    # True when events of one channel arrive in the order they were published (one process);
+    # otherwise a socket fills gaps in message ids from the database.
+    ordered: bool
+
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def publish(self, event: Event) -> None: ...
-    async def subscribe(self, room: str, queue_size: int) -> Subscription: ...
+    async def subscribe(self, channels: tuple[str, ...], queue_size: int) -> Subscription: ...
     async def unsubscribe(self, subscription: Subscription) -> None: ...
+    def healthy(self) -> bool: ...
 
 
 class MemoryBroker:
+    ordered = True
+
     def __init__(self) -> None:
-        self._rooms: dict[str, set[Subscription]] = {}
+        self._channels: dict[str, set[Subscription]] = {}
 
     async def start(self) -> None:
         pass
 
     async def stop(self) -> None:
-        self._rooms.clear()
+        self._channels.clear()
 
     async def publish(self, event: Event) -> None:
-        for subscription in tuple(self._rooms.get(event.room, ())):
+        for subscription in tuple(self._channels.get(event.channel, ())):
             subscription.offer(event)
 
-    async def subscribe(self, room: str, queue_size: int) -> Subscription:
-        subscription = Subscription(room, asyncio.Queue(queue_size))
-        self._rooms.setdefault(room, set()).add(subscription)
+    async def subscribe(self, channels: tuple[str, ...], queue_size: int) -> Subscription:
+        subscription = Subscription(channels, asyncio.Queue(queue_size))
+        for channel in channels:
+            self._channels.setdefault(channel, set()).add(subscription)
         return subscription
 
     async def unsubscribe(self, subscription: Subscription) -> None:
-        members = self._rooms.get(subscription.room)
-        if members is not None:
-            members.discard(subscription)
-            if not members:
-                del self._rooms[subscription.room]
+        for channel in subscription.channels:
+            members = self._channels.get(channel)
+            if members is not None:
+                members.discard(subscription)
+                if not members:
+                    del self._channels[channel]
+
+    def healthy(self) -> bool:
+        return True
+
+    def disconnect_all(self) -> None:
+        """Tell every subscriber to go (as if it had overflowed): used when events may have been lost."""
+        for members in self._channels.values():
+            for subscription in members:
+                subscription.overflowed.set()
 
 
-def create_broker(url: str) -> Broker:
-    if url.startswith("memory://"):
-        return MemoryBroker()
-    raise NotImplementedError(f"broker {url.split(':', 1)[0]}:// is not available yet")
+class RedisBroker:
+    """Redis pub/sub across workers and machines: one pub/sub connection per worker, multiplexing every
+    channel its sockets need; events reach local sockets through an in-process MemoryBroker.
+
+    Redis keeps no history: while it is unreachable, events are lost. So on an outage every local socket is
+    told to go (its subscription overflows: close 1013) and resumes from the database with ?after once the
+    broker is back; HTTP sends keep storing meanwhile.
+    """
+
+    ordered = False  # two workers may publish one room's messages out of id order: sockets fill gaps
+
+    def __init__(self, client, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._local = MemoryBroker()
+        self._refcounts: dict[str, int] = {}
+        self._confirmations: dict[str, asyncio.Future] = {}
+        self._pubsub = None
+        self._reader: asyncio.Task | None = None
+        self._healthy = False
+        self._wake = asyncio.Event()
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._run(), name="redis-broker")
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+        await self._local.stop()
+
+    def healthy(self) -> bool:
+        return self._healthy
+
+    def local_channels(self) -> list[str]:
+        return list(self._refcounts)
+
+    async def deliver_locally(self, event: Event) -> None:
+        await self._local.publish(event)
+
+    async def publish(self, event: Event) -> None:
+        try:
+            await self._client.publish(self._prefix + event.channel, event.to_bytes())
+        except (OSError, RedisError) as exc:
+            # the message is stored: sockets were closed on the outage and will replay it from the database
+            log.warning("broker publish failed: %s", exc)
+
+    async def subscribe(self, channels: tuple[str, ...], queue_size: int) -> Subscription:
+        if not self._healthy:
+            raise BrokerUnavailable()
+        new = [channel for channel in channels if channel not in self._refcounts]
+        for channel in channels:
+            self._refcounts[channel] = self._refcounts.get(channel, 0) + 1
+        subscription = await self._local.subscribe(channels, queue_size)
+        try:
+            await self._redis_subscribe(new)
+        except BaseException:
+            await self.unsubscribe(subscription)
+            raise
+        return subscription
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        await self._local.unsubscribe(subscription)
+        gone = []
+        for channel in subscription.channels:
+            count = self._refcounts.get(channel, 0) - 1
+            if count > 0:
+                self._refcounts[channel] = count
+            else:
+                self._refcounts.pop(channel, None)
+                gone.append(channel)
+        if gone and self._healthy and self._pubsub is not None:
+            with contextlib.suppress(OSError, RedisError):  # an outage: the reader notices it
+                await self._pubsub.unsubscribe(*(self._prefix + channel for channel in gone))
+
+    async def _redis_subscribe(self, channels: list[str]) -> None:
+        """SUBSCRIBE and wait for Redis to confirm: only then is no later publish missed."""
+        if not channels:
+            return
+        loop = asyncio.get_running_loop()
+        waits = []
+        for channel in channels:
+            key = self._prefix + channel
+            future = self._confirmations.get(key)
+            if future is None:
+                future = self._confirmations[key] = loop.create_future()
+            waits.append(future)
+        try:
+            await self._pubsub.subscribe(*(self._prefix + channel for channel in channels))
+            self._wake.set()
+            await asyncio.wait_for(asyncio.gather(*waits), SUBSCRIBE_TIMEOUT)
+        except (OSError, RedisError, TimeoutError) as exc:
+            raise BrokerUnavailable() from exc
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._connect()
+                delay = 0.1
+                await self._read()
+            except (OSError, RedisError) as exc:
+                self._outage(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _connect(self) -> None:
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+        await self._client.ping()
+        self._pubsub = self._client.pubsub()
+        wanted = list(self._refcounts)
+        self._healthy = True
+        if wanted:  # sockets that subscribed during the outage were refused: normally nothing here
+            await self._pubsub.subscribe(*(self._prefix + channel for channel in wanted))
+        log.info("broker connected")
+
+    async def _read(self) -> None:
+        while True:
+            if not self._pubsub.subscribed:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            message = await self._pubsub.get_message(timeout=1.0)
+            if message is None:
+                continue
+            kind, channel = message["type"], message["channel"].decode()
+            if kind == "message":
+                await self._local.publish(Event.from_bytes(message["data"]))
+            elif kind == "subscribe":
+                future = self._confirmations.pop(channel, None)
+                if future is not None and not future.done():
+                    future.set_result(None)
+
+    def _outage(self, exc: BaseException) -> None:
+        if self._healthy:
+            log.warning("broker connection lost: %s", exc)
+        self._healthy = False
+        for future in self._confirmations.values():
+            if not future.done():
+                future.set_exception(BrokerUnavailable())
+        self._confirmations.clear()
+        self._local.disconnect_all()
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot take subscriptions now: real-time connections are refused until it is back."""

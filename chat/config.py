@@ -42,6 +42,8 @@ class Settings(BaseModel):
     login_window_seconds: int = Field(15 * 60, ge=1)
 
     db_pool_size: int = Field(10, ge=1, le=200)  # PostgreSQL connections per worker
+    redis_prefix: str = Field("chat:", max_length=64)  # keys and channels: several deployments can share Redis
+    presence_ttl_seconds: float = Field(30.0, ge=1, le=3600)  # how long a dead worker's users stay online
 
     @field_validator("database_url")
     @classmethod

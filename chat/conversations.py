@@ -6,6 +6,8 @@ validated, stored, deduplicated and delivered the same way.
 
 from __future__ import annotations
 
+import asyncio
+
 from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
 
@@ -25,8 +27,25 @@ async def require_user(user_id: int) -> None:
         raise user_not_found()
 
 
+def room_channel(room: str) -> str:
+    return f"room:{room}"
+
+
 async def publish(room: str, frame: dict) -> None:
-    await state().broker.publish(Event.build(room, frame))
+    await state().broker.publish(Event.build(room_channel(room), frame))
+
+
+def room_lock(room: str) -> asyncio.Lock:
+    """Held from INSERT to publish, so that one room's messages are published in id order.
+
+    Without it, two concurrent sends could publish 11 before 10: a socket that saw 11 and then resumed
+    with ?after=11 would never get 10.
+    """
+    locks = state().room_locks
+    lock = locks.get(room)
+    if lock is None:
+        lock = locks[room] = asyncio.Lock()
+    return lock
 
 
 async def send_message(sender_id: int, receiver_id: int, content: str, client_id: str | None) -> tuple[dict, bool]:
@@ -40,23 +59,25 @@ async def send_message(sender_id: int, receiver_id: int, content: str, client_id
         if existing is not None:
             return existing.public(), False
     await require_user(receiver_id)
-    try:
-        message = await Message.create(
-            sender_id=sender_id,
-            receiver_id=receiver_id,
-            room=room_for(sender_id, receiver_id),
-            content=content,
-            client_id=client_id,
-            timestamp=utcnow(),
-        )
-    except IntegrityError:
-        # the same client_id raced in from another request (or the receiver was just deleted)
-        existing = await Message.get_or_none(sender_id=sender_id, client_id=client_id) if client_id else None
-        if existing is None:
-            raise user_not_found() from None
-        return existing.public(), False
-    payload = message.public()
-    await publish(message.room, {"type": "message", "message": payload})
+    room = room_for(sender_id, receiver_id)
+    async with room_lock(room):
+        try:
+            message = await Message.create(
+                sender_id=sender_id,
+                receiver_id=receiver_id,
+                room=room,
+                content=content,
+                client_id=client_id,
+                timestamp=utcnow(),
+            )
+        except IntegrityError:
+            # the same client_id raced in from another request (or the receiver was just deleted)
+            existing = await Message.get_or_none(sender_id=sender_id, client_id=client_id) if client_id else None
+            if existing is None:
+                raise user_not_found() from None
+            return existing.public(), False
+        payload = message.public()
+        await publish(room, {"type": "message", "message": payload})
     return payload, True
 
 
@@ -82,10 +103,16 @@ async def history(
     return [row.public() for row in rows], has_more
 
 
-async def messages_after(room: str, after: int, limit: int) -> list[dict]:
-    """Stored messages of a room with id > after, oldest first (the websocket's replay)."""
-    rows = await Message.filter(room=room, id__gt=after).order_by("id").limit(limit)
-    return [row.public() for row in rows]
+async def messages_after(room: str, after: int, limit: int, up_to: int | None = None) -> list[dict]:
+    """Stored messages of a room with after < id (<= up_to), oldest first: the websocket's replay."""
+    query = Message.filter(room=room, id__gt=after)
+    if up_to is not None:
+        query = query.filter(id__lte=up_to)
+    return [row.public() for row in await query.order_by("id").limit(limit)]
+
+
+async def newest_id(room: str) -> int:
+    return await Message.filter(room=room).order_by("-id").first().values_list("id", flat=True) or 0
 
 
 async def mark_read(me: int, other: int, up_to: int) -> int:
@@ -96,8 +123,7 @@ async def mark_read(me: int, other: int, up_to: int) -> int:
     """
     await require_user(other)
     room = room_for(me, other)
-    newest = await Message.filter(room=room).order_by("-id").first().values_list("id", flat=True)
-    up_to = min(up_to, newest or 0)
+    up_to = min(up_to, await newest_id(room))
     moved = await _advance_marker(me, room, up_to)
     if moved:
         await publish(room, {"type": "read", "user_id": me, "up_to": up_to})

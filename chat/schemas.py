@@ -147,3 +147,4 @@ class MessagesOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: str
+    broker: str

@@ -184,6 +184,35 @@ class MemoryThrottle:
         self._failures.pop(key, None)
 
 
+class RedisThrottle:
+    """The same windows in Redis sorted sets, shared by every worker and machine."""
+
+    def __init__(self, client, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+
+    async def retry_after(self, key: str, limit: int, window: float) -> int | None:
+        now = time.time()
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(self._prefix + key, "-inf", now - window)
+            pipe.zrange(self._prefix + key, -limit, -limit, withscores=True)
+            pipe.zcard(self._prefix + key)
+            _, oldest, count = await pipe.execute()
+        if count < limit or not oldest:
+            return None
+        return max(1, int(oldest[0][1] + window - now + 0.999))
+
+    async def record_failure(self, key: str, window: float) -> None:
+        now = time.time()
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.zadd(self._prefix + key, {secrets.token_hex(8): now})
+            pipe.expire(self._prefix + key, int(window) + 1)
+            await pipe.execute()
+
+    async def reset(self, key: str) -> None:
+        await self._client.delete(self._prefix + key)
+
+
 # ---------------------------------------------------------------- origins
 
 

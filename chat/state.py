@@ -2,47 +2,100 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import asyncio
+import signal
+import threading
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from quart import current_app
 
-from .broker import Broker
+from .broker import Broker, MemoryBroker, RedisBroker
 from .config import Settings
-from .security import HashGate, MemoryThrottle
-
-
-class MemoryPresence:
-    """Who has at least one open websocket in this process."""
-
-    def __init__(self) -> None:
-        self._sockets: Counter[int] = Counter()
-
-    def connect(self, user_id: int) -> bool:
-        """Count one more socket; True when the user just came online."""
-        self._sockets[user_id] += 1
-        return self._sockets[user_id] == 1
-
-    def disconnect(self, user_id: int) -> bool:
-        """Count one socket less; True when the user just went offline."""
-        self._sockets[user_id] -= 1
-        if self._sockets[user_id] <= 0:
-            del self._sockets[user_id]
-            return True
-        return False
-
-    async def online(self, user_ids: list[int]) -> set[int]:
-        return {user_id for user_id in user_ids if self._sockets[user_id] > 0}
+from .presence import MemoryPresence, Presence, RedisPresence
+from .security import HashGate, MemoryThrottle, RedisThrottle
 
 
 @dataclass
 class AppState:
     settings: Settings
     broker: Broker
+    presence: Presence
+    throttle: MemoryThrottle | RedisThrottle
     hash_gate: HashGate
-    throttle: MemoryThrottle = field(default_factory=MemoryThrottle)
-    presence: MemoryPresence = field(default_factory=MemoryPresence)
+    redis: object | None = None  # the shared Redis client, when CHAT_BROKER_URL is redis://
+    # one lock per room while in use (see conversations.room_lock)
+    room_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(default_factory=weakref.WeakValueDictionary)
+    # set when the server begins to shut down: open websockets close with 1001
+    going_away: asyncio.Event = field(default_factory=asyncio.Event)
+    restore_signal: Callable[[], None] = lambda: None
+
+    async def start(self) -> None:
+        await self.broker.start()
+        await self.presence.start()
+
+    async def stop(self) -> None:
+        await self.presence.stop()
+        await self.broker.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def build_state(settings: Settings) -> AppState:
+    """memory:// keeps everything in this process; redis:// shares events, presence and throttling."""
+    hash_gate = HashGate(settings.bcrypt_rounds, settings.hash_concurrency, settings.hash_queue)
+    if settings.broker_url.startswith("memory://"):
+        return AppState(settings, MemoryBroker(), MemoryPresence(), MemoryThrottle(), hash_gate)
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5, socket_keepalive=True)
+    prefix = settings.redis_prefix
+    broker = RedisBroker(client, prefix)
+    presence = RedisPresence(client, prefix, settings.presence_ttl_seconds, broker)
+    return AppState(settings, broker, presence, RedisThrottle(client, prefix), hash_gate, redis=client)
 
 
 def state() -> AppState:
     return current_app.extensions["chat"]
+
+
+LONE_SIGTERM_EXIT_AFTER = 30.0
+
+
+def _default_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.raise_signal(signal.SIGTERM)
+
+
+def on_sigterm(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call `callback` when this process gets SIGTERM, then whatever handled SIGTERM before; returns an undo.
+
+    hypercorn gives the application no notice that shutdown began: it stops accepting, waits out the
+    graceful timeout and cancels what is left. Websockets never end by themselves, so without this they would
+    be cut (1006) instead of closed with 1001 (going away) for clients to reconnect elsewhere and resume.
+    With --workers 0 hypercorn's own loop handler runs after ours. A worker that hypercorn spawned has no
+    SIGTERM handler of its own: it stops when the master (which got SIGTERM too, from systemd or a terminal's
+    process group) tells it to; if it is still alive long after a SIGTERM sent to it alone, it exits as the
+    default action would have.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous = getattr(loop, "_signal_handlers", {}).get(signal.SIGTERM)  # an asyncio.Handle, or None
+
+    def handle() -> None:
+        callback()
+        if previous is not None:
+            previous._run()
+        else:
+            loop.call_later(LONE_SIGTERM_EXIT_AFTER, _default_sigterm)
+
+    loop.add_signal_handler(signal.SIGTERM, handle)
+
+    def restore() -> None:
+        loop.remove_signal_handler(signal.SIGTERM)
+        if previous is not None:
+            loop.add_signal_handler(signal.SIGTERM, previous._callback, *previous._args)
+
+    return restore

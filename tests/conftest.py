@@ -4,15 +4,26 @@ import pytest
 
 from chat import create_app
 
-from .support import Server, api_login, api_register
+from .support import Server, api_login, api_register, backend_settings, drop_test_databases
+
+
+@pytest.fixture(autouse=True)
+def _fresh_backend():
+    """Drop the PostgreSQL databases and Redis keys a test created (after its servers and apps stopped)."""
+    yield
+    drop_test_databases()
+
+
+def app_overrides(tmp_path) -> dict:
+    """create_app() keywords for a test app in the configuration under test."""
+    settings = {key.removeprefix("CHAT_").lower(): value for key, value in backend_settings(tmp_path).items()}
+    return dict(instance_path=tmp_path / "instance", bcrypt_rounds=4, cookie_secure=False, **settings)
 
 
 @pytest.fixture
 async def app(tmp_path):
-    """A fresh application on its own SQLite file, started (migrations applied) for the test."""
-    application = create_app(
-        instance_path=tmp_path / "instance", bcrypt_rounds=4, cookie_secure=False, hash_concurrency=2
-    )
+    """A fresh application on its own database, started (migrations applied) for the test."""
+    application = create_app(**app_overrides(tmp_path), hash_concurrency=2)
     async with application.test_app():
         yield application
 

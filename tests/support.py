@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -16,6 +17,60 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
+
+# `CHAT_TEST_BACKEND=postgres` runs the suite on PostgreSQL + Redis (`make test` runs both configurations).
+BACKEND = os.environ.get("CHAT_TEST_BACKEND", "sqlite")
+PG_URL = os.environ.get("CHAT_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("CHAT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+_created_databases: list[str] = []
+
+
+def psql(sql: str, database: str = "postgres") -> None:
+    subprocess.run(
+        [
+            "psql",
+            f"{PG_URL.replace('postgres://', 'postgresql://')}/{database}",
+            "-qAt",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def backend_settings(workdir: Path) -> dict[str, str]:
+    """The CHAT_* settings of the configuration under test, for a test's own work folder.
+
+    PostgreSQL + Redis: a fresh database and Redis key prefix per folder, dropped by `drop_test_databases`.
+    """
+    if BACKEND != "postgres":
+        return {}
+    tag = "chat_test_" + hashlib.sha1(str(workdir).encode()).hexdigest()[:12]
+    if tag not in _created_databases:
+        psql(f"DROP DATABASE IF EXISTS {tag} WITH (FORCE)")
+        psql(f"CREATE DATABASE {tag}")
+        _created_databases.append(tag)
+    return {
+        "CHAT_DATABASE_URL": f"{PG_URL}/{tag}",
+        "CHAT_BROKER_URL": REDIS_URL,
+        "CHAT_REDIS_PREFIX": f"{tag}:",
+    }
+
+
+def drop_test_databases() -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    while _created_databases:
+        tag = _created_databases.pop()
+        psql(f"DROP DATABASE IF EXISTS {tag} WITH (FORCE)")
+        keys = list(client.scan_iter(match=f"{tag}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    client.close()
 
 
 def free_port() -> int:
@@ -56,6 +111,7 @@ class Server:
             CHAT_BCRYPT_ROUNDS="4",
             PYTHONUNBUFFERED="1",
         )
+        env.update(backend_settings(self.workdir))
         env.update(self.env)
         return env
 

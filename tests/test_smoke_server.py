@@ -10,4 +10,4 @@ def test_real_server_flow(server):
     assert sent.status_code == 201
     page = bob.get("/get-messages", params={"user_id": a["id"]}).json()
     assert [m["content"] for m in page["messages"]] == ["hello"]
-    assert httpx.get(server.base_url + "/healthz").json() == {"status": "ok"}
+    assert httpx.get(server.base_url + "/healthz").json() == {"status": "ok", "broker": "ok"}

@@ -7,6 +7,7 @@ from quart_auth import current_user, login_required, login_user, logout_user
 from quart_schema import document_response, validate_request
 from tortoise.exceptions import IntegrityError
 
+from ..broker import Event
 from ..errors import APIError, ErrorOut, ValidationErrorOut
 from ..models import User
 from ..schemas import LoginIn, RegisterIn, UserOut
@@ -44,6 +45,12 @@ async def register(data: RegisterIn) -> tuple[dict, int]:
             409, "username_taken", "This username is taken."
         ) from None
     return user.public(), 201
+
+
+async def _end_session(token: str) -> None:
+    """Revoke the session on the server; its open websockets close (see blueprints/realtime.py)."""
+    if session_id := await revoke_session(token):
+        await state().broker.publish(Event.build(f"session:{session_id}", {"type": "revoked"}))
 
 
 def _retry_after_error(seconds: int) -> APIError:
@@ -87,7 +94,7 @@ async def login(data: LoginIn) -> dict:
 
     await throttle.reset(next(iter(keys)))
     if current_user.auth_id:  # signing in again replaces the session this client had
-        await revoke_session(current_user.auth_id)
+        await _end_session(current_user.auth_id)
     token = await start_session(user, settings.session_days)
     login_user(SessionUser(token))
     return user.public()
@@ -97,7 +104,7 @@ async def login(data: LoginIn) -> dict:
 async def logout() -> Response | tuple[str, int]:
     """Revoke this session on the server (not only the cookie). A browser is sent to the login page."""
     if current_user.auth_id:
-        await revoke_session(current_user.auth_id)
+        await _end_session(current_user.auth_id)
     logout_user()
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
         return redirect("/login-page")

@@ -8,6 +8,7 @@ from quart_schema import document_response
 from ..db import ping
 from ..errors import APIError, ErrorOut
 from ..schemas import HealthOut
+from ..state import state
 
 bp = Blueprint("ops", __name__)
 
@@ -16,7 +17,8 @@ bp = Blueprint("ops", __name__)
 @document_response(HealthOut, 200)
 @document_response(ErrorOut, 503)
 async def healthz() -> dict:
-    """200 while the database answers."""
+    """200 while the database answers; `broker` says whether real-time delivery works (it can be down
+    while messages are still stored and served)."""
     if not await ping():
         raise APIError(503, "unavailable", "The database does not answer.", {"Retry-After": "1"})
-    return {"status": "ok"}
+    return {"status": "ok", "broker": "ok" if state().broker.healthy() else "unavailable"}

@@ -1,0 +1,254 @@
+"""Real time: `GET /ws/rooms/<room>`, one websocket per conversation (docs/websocket.md is the protocol).
+
+Delivery without gaps or duplicates: the connection subscribes to its room BEFORE it reads the backlog
+from the database, then sends every message whose id is above the last one it sent, in id order. Each
+connection has one bounded queue and one writer; a client that cannot keep up is closed (1013) and resumes
+from the database with ?after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+
+import orjson
+from pydantic import ValidationError
+from quart import Blueprint, websocket
+from quart_auth import login_required
+from tortoise.exceptions import OperationalError
+
+from .. import conversations
+from ..broker import BrokerUnavailable, Event, Subscription
+from ..errors import APIError, validation_fields
+from ..presence import presence_channel, presence_event
+from ..schemas import MAX_ID, ClientId, Content, Cursor, Input
+from ..security import foreign_origin, signed_in
+from ..state import AppState, state
+
+bp = Blueprint("realtime", __name__)
+
+ROOM_RE = re.compile(r"^dm-([1-9][0-9]{0,9})-([1-9][0-9]{0,9})$")
+MAX_FRAME_CHARS = 16 * 1024
+QUEUE_SIZE = 256  # events waiting for one slow connection before it is closed with 1013
+REPLAY_BATCH = 200
+TYPING_INTERVAL = 1.0  # at most one typing frame relayed per connection per second
+CLOSE_TIMEOUT = 2.0
+
+GOING_AWAY, POLICY_VIOLATION, INTERNAL_ERROR, TRY_AGAIN_LATER = 1001, 1008, 1011, 1013
+log = logging.getLogger(__name__)
+
+
+class MessageFrame(Input):
+    content: Content
+    client_id: ClientId | None = None
+
+
+class ReadFrame(Input):
+    up_to: Cursor
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """Ask the writer to send stored messages up to this id (the ack of a repeated client_id)."""
+
+    up_to: int
+
+
+def parse_room(room: str, me: int) -> int:
+    """The other participant's id, or 404 / 403 before the upgrade."""
+    match = ROOM_RE.match(room)
+    if match is None:
+        raise APIError(404, "room_not_found", "No such room: rooms are named dm-{lower id}-{higher id}.")
+    low, high = int(match[1]), int(match[2])
+    if low > high or high > MAX_ID:
+        raise APIError(404, "room_not_found", "No such room: rooms are named dm-{lower id}-{higher id}.")
+    if me not in (low, high):
+        raise APIError(403, "forbidden", "You are not a participant of this room.")
+    return high if me == low else low
+
+
+def parse_after() -> int | None:
+    raw = websocket.args.get("after")
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) > MAX_ID:
+        raise APIError(400, "validation_error", "after must be a message id (a whole number).")
+    return int(raw)
+
+
+@bp.websocket("/ws/rooms/<room>")
+@login_required
+async def room_socket(room: str) -> None:
+    app_state = state()
+    problem = foreign_origin(websocket.headers.get("Origin"), websocket.host, app_state.settings.allowed_origins)
+    if problem is not None:
+        raise problem
+    me = await signed_in()
+    other = parse_room(room, me.user.id)
+    after = parse_after()
+    await conversations.require_user(other)
+
+    # subscribe first: whatever is published from now on is queued, whatever was stored before is replayed
+    channels = (conversations.room_channel(room), presence_channel(other), f"session:{me.session_id}")
+    try:
+        subscription = await app_state.broker.subscribe(channels, QUEUE_SIZE)
+    except BrokerUnavailable:
+        raise APIError(503, "unavailable", "Real-time delivery is down; retry shortly.", {"Retry-After": "1"}) from None
+    try:
+        await websocket.accept()
+        connection = Connection(app_state, subscription, room, me.user.id, other)
+        await connection.run(after)
+    finally:
+        await app_state.broker.unsubscribe(subscription)
+
+
+class Connection:
+    def __init__(self, app_state: AppState, subscription: Subscription, room: str, me: int, other: int) -> None:
+        self.state = app_state
+        self.subscription = subscription
+        self.room = room
+        self.me = me
+        self.other = other
+        self.last_sent = 0  # highest message id sent on this socket
+        self.last_typing = 0.0
+
+    async def run(self, after: int | None) -> None:
+        came_online = await self.state.presence.connect(self.me)
+        try:
+            if came_online:
+                await self._publish_presence(True)
+            tasks = {
+                asyncio.create_task(self._writer(after), name="writer"): None,
+                asyncio.create_task(self._reader(), name="reader"): None,
+                asyncio.create_task(self.subscription.overflowed.wait(), name="overflow"): TRY_AGAIN_LATER,
+                asyncio.create_task(self.state.going_away.wait(), name="going-away"): GOING_AWAY,
+            }
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            code = self._close_code(done.pop(), tasks)
+            if code is not None:
+                await self._close(code)
+        finally:
+            if await self.state.presence.disconnect(self.me):
+                await self._publish_presence(False)
+
+    @staticmethod
+    def _close_code(finished: asyncio.Task, codes: dict[asyncio.Task, int | None]) -> int | None:
+        if finished.exception() is not None:
+            log.error("websocket task %s failed", finished.get_name(), exc_info=finished.exception())
+            return INTERNAL_ERROR
+        if finished.get_name() == "writer":
+            return finished.result()  # the writer ends only to close the socket (session revoked)
+        return codes[finished]
+
+    async def _publish_presence(self, online: bool) -> None:
+        await self.state.broker.publish(presence_event(self.me, online))
+
+    async def _close(self, code: int) -> None:
+        # a client that stopped reading may never take the close frame: don't wait for it forever
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(websocket.close(code), CLOSE_TIMEOUT)
+
+    # ---------------------------------------------------------------- server -> client
+
+    async def _writer(self, after: int | None) -> int:
+        online = bool(await self.state.presence.online([self.other]))
+        await self._send_frame({"type": "presence", "user_id": self.other, "online": online})
+        if after is None:
+            self.last_sent = await conversations.newest_id(self.room)
+        else:
+            self.last_sent = after
+            await self._send_stored()
+        while True:
+            item = await self.subscription.queue.get()
+            if isinstance(item, Resync):
+                await self._send_stored(item.up_to)
+            elif isinstance(item, str):
+                await websocket.send(item)
+            elif item.type == "revoked":
+                return POLICY_VIOLATION
+            elif item.type == "message":
+                await self._send_message_event(item)
+            elif not (item.type == "typing" and item.user_id == self.me):
+                await websocket.send(item.text)
+
+    async def _send_message_event(self, event: Event) -> None:
+        if event.message_id <= self.last_sent:
+            return  # already sent from the backlog
+        if not self.state.broker.ordered:
+            await self._send_stored(event.message_id - 1)  # fill any gap first, in id order
+        await websocket.send(event.text)
+        self.last_sent = event.message_id
+
+    async def _send_stored(self, up_to: int | None = None) -> None:
+        """Send the stored messages of the room after last_sent (up to `up_to`), oldest first."""
+        while True:
+            batch = await conversations.messages_after(self.room, self.last_sent, REPLAY_BATCH, up_to)
+            for message in batch:
+                await self._send_frame({"type": "message", "message": message})
+                self.last_sent = message["id"]
+            if len(batch) < REPLAY_BATCH:
+                return
+
+    async def _send_frame(self, frame: dict) -> None:
+        await websocket.send(orjson.dumps(frame).decode())
+
+    # ---------------------------------------------------------------- client -> server
+
+    async def _reader(self) -> None:
+        while True:
+            data = await websocket.receive()
+            try:
+                await self._handle(data)
+            except APIError as exc:
+                self._reply_error(exc.error, exc.message)
+            except ValidationError as exc:
+                self._reply_error("validation_error", "Some fields are invalid.", fields=validation_fields(exc))
+            except OperationalError as exc:  # the database is locked or full: this frame failed, retry it
+                log.warning("websocket frame failed: %s", exc)
+                self._reply_error("unavailable", "The database is busy; send the frame again shortly.")
+
+    def _reply_error(self, error: str, message: str, **extra: object) -> None:
+        # through the queue: the writer is the only task that sends
+        self.subscription.offer(orjson.dumps({"type": "error", "error": error, "message": message, **extra}).decode())
+
+    async def _handle(self, data: str | bytes) -> None:
+        if not isinstance(data, str):
+            raise APIError(400, "invalid_frame", "Frames are JSON text.")
+        if len(data) > MAX_FRAME_CHARS:
+            raise APIError(413, "frame_too_large", f"Frames are at most {MAX_FRAME_CHARS} characters.")
+        try:
+            frame = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise APIError(400, "invalid_json", "The frame is not valid JSON.") from None
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if kind == "message":
+            await self._on_message(MessageFrame.model_validate(frame))
+        elif kind == "typing":
+            await self._on_typing()
+        elif kind == "read":
+            read = ReadFrame.model_validate(frame)
+            await conversations.mark_read(self.me, self.other, read.up_to)
+        else:
+            raise APIError(400, "unknown_type", "A frame's type is message, typing or read.")
+
+    async def _on_message(self, frame: MessageFrame) -> None:
+        message, created = await conversations.send_message(self.me, self.other, frame.content, frame.client_id)
+        if not created:
+            # a repeated client_id: nothing new was published, so acknowledge from the database
+            self.subscription.offer(Resync(message["id"]))
+
+    async def _on_typing(self) -> None:
+        now = time.monotonic()
+        if now - self.last_typing < TYPING_INTERVAL:
+            return
+        self.last_typing = now
+        await conversations.publish(self.room, {"type": "typing", "user_id": self.me})
