@@ -132,7 +132,8 @@ $("back").addEventListener("click", (event) => {
   navigate(null);
 });
 $("jump").addEventListener("click", () => conversation?.scrollToBottom());
-$("logout").addEventListener("click", async () => {
+$("logout").addEventListener("submit", async (event) => {
+  event.preventDefault(); // the form works without this script too; with it, the request is JSON like the rest
   await postJSON("/logout");
   location.assign("/login-page");
 });

@@ -2,6 +2,8 @@
 // (counted in code points, as the server counts) is shown under it.
 
 const codePoints = (text) => [...text].length;
+// what the server refuses in any text: NUL, and lone surrogates (which no UTF-8 column can hold)
+const unstorable = (text) => text.includes("\0") || /\p{Cs}/u.test(text);
 
 export class Composer {
   constructor({ form, input, counter, error, maxLength, onSend, onTyping }) {
@@ -19,6 +21,7 @@ export class Composer {
       this.submit();
     });
     this.changed();
+    form.querySelector("[type=submit]").disabled = false; // off until this script runs
   }
 
   keydown(event) {
@@ -32,16 +35,19 @@ export class Composer {
   changed() {
     const length = codePoints(this.input.value);
     const over = length > this.maxLength;
+    const invalid = over || unstorable(this.input.value);
     this.counter.textContent = `${length} / ${this.maxLength}`;
     this.counter.classList.toggle("over", over);
-    this.input.setAttribute("aria-invalid", String(over));
-    this.error.textContent = over ? `Too long by ${length - this.maxLength}: messages hold up to ${this.maxLength} characters.` : "";
+    this.input.setAttribute("aria-invalid", String(invalid));
+    if (over) this.say(`Too long by ${length - this.maxLength}: messages hold up to ${this.maxLength} characters.`);
+    else if (invalid) this.say("The message holds a character that cannot be sent (a NUL or a broken emoji).");
+    else this.say("");
     if (this.input.value.trim()) this.onTyping();
   }
 
   submit() {
     const content = this.input.value;
-    if (!content.trim() || codePoints(content) > this.maxLength) return;
+    if (!content.trim() || this.input.getAttribute("aria-invalid") === "true") return;
     this.onSend(content);
     this.input.value = "";
     this.changed();

@@ -10,6 +10,7 @@ const NEAR_TOP_PX = 300;
 const NEAR_BOTTOM_PX = 80;
 const TYPING_SEND_EVERY_MS = 2_500;
 const TYPING_SHOWN_MS = 5_000;
+const RETRY_BUSY_MS = 2_000;
 const STATUS_TEXT = { sending: "Sending…", sent: "Sent", seen: "Seen" };
 
 export const roomOf = (a, b) => `dm-${Math.min(a, b)}-${Math.max(a, b)}`;
@@ -51,6 +52,7 @@ export class Conversation {
     this.peerReadUpTo = 0;
     this.lastTypingSent = 0;
     this.typingTimer = null;
+    this.retryTimer = null;
     this.closed = false;
     this.onScroll = () => this.scrolled();
     this.socket = new RoomSocket(this.room, {
@@ -81,6 +83,7 @@ export class Conversation {
     this.closed = true;
     this.ui.scroller.removeEventListener("scroll", this.onScroll);
     clearTimeout(this.typingTimer);
+    clearTimeout(this.retryTimer);
     this.socket.stop();
   }
 
@@ -284,7 +287,7 @@ export class Conversation {
       case "read":
         return this.onRead(frame.user_id, frame.up_to);
       case "error":
-        return this.composer.say(frame.message || "The server could not take that.");
+        return this.onError(frame);
       default:
         return undefined; // a newer server's frame: nothing to do with it
     }
@@ -320,6 +323,16 @@ export class Conversation {
     this.setStatus(item, message.id <= this.peerReadUpTo ? "seen" : "sent");
     this.place(item, message.id);
     this.remember(message, item);
+  }
+
+  onError(frame) {
+    if (frame.error === "unavailable") {
+      // the database was busy: send what is still unacknowledged again (the server keeps one per client_id)
+      clearTimeout(this.retryTimer);
+      this.retryTimer = setTimeout(() => this.flush(), RETRY_BUSY_MS);
+      return;
+    }
+    this.composer.say(frame.message || "The server could not take that.");
   }
 
   onTyping(userId) {

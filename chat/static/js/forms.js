@@ -27,6 +27,7 @@ export class FormErrors {
     this.formError = form.querySelector(".form-error");
     this.submit = form.querySelector("[type=submit]");
     this.lockTimer = null;
+    this.submit.disabled = false; // the page starts with it off: a submit before this script ran would go nowhere
   }
 
   clear() {
