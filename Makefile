@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: run test lint install browser clean
+.PHONY: run test test-sqlite test-postgres services lint install browser clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,19 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install browser lint
+# PostgreSQL and Redis for the second configuration: used if running, else started (installed if missing).
+services:
+	@bash tools/services.sh
+
+# The whole suite on the embedded configuration (SQLite + in-process broker), then the backend-facing part of it
+# on PostgreSQL + Redis (browser and benchmark tests are about the page and the harness, not the backend).
+test: install browser services lint test-sqlite test-postgres
+
+test-sqlite: install
 	$(BIN)/pytest -q
+
+test-postgres: install
+	CHAT_TEST_BACKEND=postgres $(BIN)/pytest -q -m "not browser and not bench"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -228,7 +228,7 @@ class RedisBroker:
                 await self._connect()
                 delay = 0.1
                 await self._read()
-            except (OSError, RedisError) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever broke the connection, recover the same way
                 self._outage(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -7,9 +7,11 @@ validated, stored, deduplicated and delivered the same way.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from .broker import Event
 from .db import param
@@ -62,13 +64,8 @@ async def send_message(sender_id: int, receiver_id: int, content: str, client_id
     room = room_for(sender_id, receiver_id)
     async with room_lock(room):
         try:
-            message = await Message.create(
-                sender_id=sender_id,
-                receiver_id=receiver_id,
-                room=room,
-                content=content,
-                client_id=client_id,
-                timestamp=utcnow(),
+            message = await _insert_in_order(
+                room, sender_id=sender_id, receiver_id=receiver_id, content=content, client_id=client_id
             )
         except IntegrityError:
             # the same client_id raced in from another request (or the receiver was just deleted)
@@ -79,6 +76,24 @@ async def send_message(sender_id: int, receiver_id: int, content: str, client_id
         payload = message.public()
         await publish(room, {"type": "message", "message": payload})
     return payload, True
+
+
+async def _insert_in_order(room: str, **fields) -> Message:
+    """INSERT so that a room's messages become visible in id order, also across processes.
+
+    SQLite has one writer at a time, so ids commit in order. PostgreSQL hands out ids from a sequence to
+    concurrent transactions that may commit in another order: a socket that saw 11 could miss 10, still
+    uncommitted. A transaction-scoped advisory lock per room makes allocation and commit one step.
+    """
+    if not state().settings.is_postgres:
+        return await Message.create(room=room, timestamp=utcnow(), **fields)
+    async with in_transaction() as connection:
+        await connection.execute_query("SELECT pg_advisory_xact_lock($1)", [_room_lock_key(room)])
+        return await Message.create(room=room, timestamp=utcnow(), using_db=connection, **fields)
+
+
+def _room_lock_key(room: str) -> int:
+    return int.from_bytes(hashlib.blake2b(room.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 async def history(

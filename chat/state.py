@@ -48,8 +48,17 @@ def build_state(settings: Settings) -> AppState:
     if settings.broker_url.startswith("memory://"):
         return AppState(settings, MemoryBroker(), MemoryPresence(), MemoryThrottle(), hash_gate)
     from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
-    client = Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5, socket_keepalive=True)
+    # no silent retries inside redis-py: an outage must surface at once so that sockets resume from the database
+    client = Redis.from_url(
+        settings.broker_url,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0),
+    )
     prefix = settings.redis_prefix
     broker = RedisBroker(client, prefix)
     presence = RedisPresence(client, prefix, settings.presence_ttl_seconds, broker)

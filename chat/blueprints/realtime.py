@@ -91,6 +91,9 @@ async def room_socket(room: str) -> None:
     other = parse_room(room, me.user.id)
     after = parse_after()
     await conversations.require_user(other)
+    if after is None:
+        # live from now on: read where "now" is BEFORE subscribing, then replay whatever lands in between
+        after = await conversations.newest_id(room)
 
     # subscribe first: whatever is published from now on is queued, whatever was stored before is replayed
     channels = (conversations.room_channel(room), presence_channel(other), f"session:{me.session_id}")
@@ -116,7 +119,7 @@ class Connection:
         self.last_sent = 0  # highest message id sent on this socket
         self.last_typing = 0.0
 
-    async def run(self, after: int | None) -> None:
+    async def run(self, after: int) -> None:
         came_online = await self.state.presence.connect(self.me)
         try:
             if came_online:
@@ -159,14 +162,11 @@ class Connection:
 
     # ---------------------------------------------------------------- server -> client
 
-    async def _writer(self, after: int | None) -> int:
+    async def _writer(self, after: int) -> int:
         online = bool(await self.state.presence.online([self.other]))
         await self._send_frame({"type": "presence", "user_id": self.other, "online": online})
-        if after is None:
-            self.last_sent = await conversations.newest_id(self.room)
-        else:
-            self.last_sent = after
-            await self._send_stored()
+        self.last_sent = after
+        await self._send_stored()
         while True:
             item = await self.subscription.queue.get()
             if isinstance(item, Resync):
