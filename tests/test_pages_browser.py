@@ -26,6 +26,8 @@ CHROMIUM_ARGS = [
 ]
 XSS = "<img src=x onerror=alert(1)>"
 
+pytestmark = pytest.mark.browser
+
 expect.set_options(timeout=15_000)
 
 
