@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT = 5.0
+STOP_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,14 +147,17 @@ class RedisBroker:
         self._reader: asyncio.Task | None = None
         self._healthy = False
         self._wake = asyncio.Event()
+        self._stopping = False
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._run(), name="redis-broker")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._reader is not None:
+            # redis-py can swallow a cancellation that lands as its read times out: the flag ends the loop then
             self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+            await asyncio.wait({self._reader}, timeout=STOP_TIMEOUT)
         if self._pubsub is not None:
             await self._pubsub.aclose()
         await self._local.stop()
@@ -223,7 +227,7 @@ class RedisBroker:
 
     async def _run(self) -> None:
         delay = 0.1
-        while True:
+        while not self._stopping:
             try:
                 await self._connect()
                 delay = 0.1
@@ -245,7 +249,7 @@ class RedisBroker:
         log.info("broker connected")
 
     async def _read(self) -> None:
-        while True:
+        while not self._stopping:
             if not self._pubsub.subscribed:
                 self._wake.clear()
                 await self._wake.wait()

@@ -41,6 +41,10 @@ class Settings(BaseModel):
     login_address_failures: int = Field(100, ge=1)  # per client address: generous, NATs are shared
     login_window_seconds: int = Field(15 * 60, ge=1)
 
+    # per user, over HTTP and websockets together: generous for people, a wall for a flooding script
+    send_limit: int = Field(100, ge=1)
+    send_window_seconds: int = Field(10, ge=1)
+
     db_pool_size: int = Field(10, ge=1, le=200)  # PostgreSQL connections per worker
     redis_prefix: str = Field("chat:", max_length=64)  # keys and channels: several deployments can share Redis
     presence_ttl_seconds: float = Field(30.0, ge=1, le=3600)  # how long a dead worker's users stay online
@@ -103,7 +107,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Se
         problems = []
         for error in exc.errors(include_input=False):
             name = str(error["loc"][0]) if error["loc"] else "?"
-            source = "create_app()" if name in overrides else ENV_PREFIX + name.upper()
+            source = f"create_app({name}=...)" if name in overrides else ENV_PREFIX + name.upper()
             problems.append(f"{source}: {error['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
 

@@ -17,6 +17,7 @@ from .broker import Event
 from .db import param
 from .errors import APIError
 from .models import Message, ReadMarker, User, room_for, utcnow
+from .security import throttled
 from .state import state
 
 
@@ -60,6 +61,7 @@ async def send_message(sender_id: int, receiver_id: int, content: str, client_id
         existing = await Message.get_or_none(sender_id=sender_id, client_id=client_id)
         if existing is not None:
             return existing.public(), False
+    await _check_send_rate(sender_id)
     await require_user(receiver_id)
     room = room_for(sender_id, receiver_id)
     async with room_lock(room):
@@ -76,6 +78,19 @@ async def send_message(sender_id: int, receiver_id: int, content: str, client_id
         payload = message.public()
         await publish(room, {"type": "message", "message": payload})
     return payload, True
+
+
+async def _check_send_rate(sender_id: int) -> None:
+    app_state = state()
+    settings = app_state.settings
+    wait = await throttled(app_state.throttle, f"send:{sender_id}", settings.send_limit, settings.send_window_seconds)
+    if wait:
+        raise APIError(
+            429,
+            "too_many_messages",
+            f"You are sending too fast; wait {wait} seconds.",
+            {"Retry-After": str(wait)},
+        )
 
 
 async def _insert_in_order(room: str, **fields) -> Message:

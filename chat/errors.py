@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from pydantic import BaseModel
-from quart import Quart, Response, jsonify
+from quart import Quart, Response, jsonify, request
 from quart_auth import Unauthorized
 from quart_schema import RequestSchemaValidationError
 from tortoise.exceptions import DBConnectionError, OperationalError
@@ -96,6 +96,10 @@ def register_error_handlers(app: Quart) -> None:
         response = error_response(status, error, message)
         if status == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
+        if status == 413 and request.http_version.startswith("1"):
+            # The rest of the body may still be arriving: the server will close this connection, so say so,
+            # or the client reuses it for its next request and sees that one fail.
+            response.headers["Connection"] = "close"
         return response
 
     @app.errorhandler(OperationalError)

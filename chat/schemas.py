@@ -12,9 +12,10 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 MAX_ID = 2**31 - 1  # ids are 32-bit in both databases: larger values are simply not found
-USERNAME_RE = re.compile(r"^[A-Za-z0-9._-]{3,80}$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+USERNAME_RE = re.compile(r"[A-Za-z0-9._-]{3,80}")  # used with fullmatch: "$" would allow a final newline
+EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_CONTENT = 4000
+MAX_EMAIL = 120
 
 
 def clean_text(value: str) -> str:
@@ -28,13 +29,16 @@ def clean_text(value: str) -> str:
 
 
 def valid_email(value: str) -> str:
-    if not EMAIL_RE.match(value):
+    if not EMAIL_RE.fullmatch(value):
         raise ValueError("must be a valid email address")
-    return value.lower()
+    value = value.lower()
+    if len(value) > MAX_EMAIL:  # lower-casing can lengthen a string ("İ" becomes two code points)
+        raise ValueError(f"must be at most {MAX_EMAIL} characters")
+    return value
 
 
 def valid_username(value: str) -> str:
-    if not USERNAME_RE.match(value):
+    if not USERNAME_RE.fullmatch(value):
         raise ValueError("must be 3 to 80 letters, digits, '.', '_' or '-'")
     return value
 
@@ -49,7 +53,7 @@ Text = Annotated[str, Field(strict=True), AfterValidator(clean_text)]
 Id = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
 Cursor = Annotated[int, Field(strict=True, ge=0, le=MAX_ID)]
 Username = Annotated[Text, AfterValidator(valid_username)]
-Email = Annotated[Text, StringConstraints(max_length=120), AfterValidator(valid_email)]
+Email = Annotated[Text, StringConstraints(max_length=MAX_EMAIL), AfterValidator(valid_email)]
 Password = Annotated[Text, StringConstraints(min_length=8, max_length=128)]
 Content = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_CONTENT), AfterValidator(not_blank)]
 ClientId = Annotated[Text, StringConstraints(min_length=1, max_length=64)]
@@ -69,7 +73,7 @@ class RegisterIn(Input):
 
 
 class LoginIn(Input):
-    email: Annotated[Text, StringConstraints(max_length=120)] | None = None
+    email: Annotated[Text, StringConstraints(max_length=MAX_EMAIL)] | None = None
     username: Annotated[Text, StringConstraints(max_length=80)] | None = None
     # no minimum here: a login says only "invalid credentials", never which rule a password breaks
     password: Annotated[Text, StringConstraints(max_length=128)]
@@ -79,6 +83,11 @@ class LoginIn(Input):
         if self.email is None and self.username is None:
             raise ValueError("give an email or a username")
         return self
+
+
+class ChangePasswordIn(Input):
+    current_password: Annotated[Text, StringConstraints(max_length=128)]
+    new_password: Password
 
 
 class UserOut(BaseModel):
@@ -148,3 +157,7 @@ class MessagesOut(BaseModel):
 class HealthOut(BaseModel):
     status: str
     broker: str
+
+
+class NoContent(BaseModel):
+    """No content: the response has an empty body."""

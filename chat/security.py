@@ -98,8 +98,11 @@ async def revoke_session(token: str) -> int | None:
     return session.id
 
 
-async def revoke_all_sessions(user_id: int) -> list[int]:
-    ids = await Session.filter(user_id=user_id, revoked_at=None).values_list("id", flat=True)
+async def revoke_other_sessions(user_id: int, keep_session_id: int) -> list[int]:
+    """Revoke every session of the user but one (a password change signs out everywhere else)."""
+    ids = (
+        await Session.filter(user_id=user_id, revoked_at=None).exclude(id=keep_session_id).values_list("id", flat=True)
+    )
     await Session.filter(id__in=list(ids)).update(revoked_at=utcnow())
     return list(ids)
 
@@ -148,40 +151,43 @@ async def signed_in() -> SignedIn:
 
 
 class MemoryThrottle:
-    """Failure counts in sliding windows, per key, in this process (Redis-backed when shared; see broker)."""
+    """Counts of events (failed logins, sent messages) in sliding windows, per key, in this process.
+
+    RedisThrottle keeps the same windows in Redis when workers share one (CHAT_BROKER_URL=redis://).
+    """
 
     def __init__(self) -> None:
-        self._failures: dict[str, deque[float]] = {}
+        self._hits: dict[str, deque[float]] = {}
         self._writes = 0
 
     def _recent(self, key: str, window: float, now: float) -> deque[float]:
-        stamps = self._failures.get(key)
+        stamps = self._hits.get(key)
         if stamps is None:
             return deque()
         while stamps and stamps[0] <= now - window:
             stamps.popleft()
         if not stamps:
-            del self._failures[key]
+            del self._hits[key]
         return stamps
 
     async def retry_after(self, key: str, limit: int, window: float) -> int | None:
-        """Seconds to wait if `key` has `limit` failures within `window`, else None."""
+        """Seconds to wait if `key` has `limit` hits within `window`, else None."""
         now = time.monotonic()
         stamps = self._recent(key, window, now)
         if len(stamps) < limit:
             return None
         return max(1, int(stamps[-limit] + window - now + 0.999))
 
-    async def record_failure(self, key: str, window: float) -> None:
+    async def hit(self, key: str, window: float) -> None:
         now = time.monotonic()
-        self._failures.setdefault(key, deque()).append(now)
+        self._hits.setdefault(key, deque()).append(now)
         self._writes += 1
-        if self._writes % 1024 == 0:  # forget keys whose failures all expired, so memory stays bounded
-            for stale in list(self._failures):
+        if self._writes % 1024 == 0:  # forget keys whose hits all expired, so memory stays bounded
+            for stale in list(self._hits):
                 self._recent(stale, window, now)
 
     async def reset(self, key: str) -> None:
-        self._failures.pop(key, None)
+        self._hits.pop(key, None)
 
 
 class RedisThrottle:
@@ -202,7 +208,7 @@ class RedisThrottle:
             return None
         return max(1, int(oldest[0][1] + window - now + 0.999))
 
-    async def record_failure(self, key: str, window: float) -> None:
+    async def hit(self, key: str, window: float) -> None:
         now = time.time()
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.zadd(self._prefix + key, {secrets.token_hex(8): now})
@@ -211,6 +217,14 @@ class RedisThrottle:
 
     async def reset(self, key: str) -> None:
         await self._client.delete(self._prefix + key)
+
+
+async def throttled(throttle: MemoryThrottle | RedisThrottle, key: str, limit: int, window: float) -> int | None:
+    """Count one hit on `key` unless it is over its limit; returns the seconds to wait when it is."""
+    if wait := await throttle.retry_after(key, limit, window):
+        return wait
+    await throttle.hit(key, window)
+    return None
 
 
 # ---------------------------------------------------------------- origins

@@ -2,9 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat import create_app
-
-from .support import Server, api_login, api_register, backend_settings, drop_test_databases
+from .support import Server, api_login, api_register, drop_test_databases, started_app
 
 
 @pytest.fixture(autouse=True)
@@ -14,17 +12,10 @@ def _fresh_backend():
     drop_test_databases()
 
 
-def app_overrides(tmp_path) -> dict:
-    """create_app() keywords for a test app in the configuration under test."""
-    settings = {key.removeprefix("CHAT_").lower(): value for key, value in backend_settings(tmp_path).items()}
-    return dict(instance_path=tmp_path / "instance", bcrypt_rounds=4, cookie_secure=False, **settings)
-
-
 @pytest.fixture
 async def app(tmp_path):
     """A fresh application on its own database, started (migrations applied) for the test."""
-    application = create_app(**app_overrides(tmp_path), hash_concurrency=2)
-    async with application.test_app():
+    async with started_app(tmp_path) as application:
         yield application
 
 

@@ -10,10 +10,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from chat import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
@@ -159,6 +162,15 @@ class Server:
         )
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 30, what: Callable[[], str] = str) -> None:
+    """Poll a condition until it holds; fail with what() after the timeout."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met after {timeout}s: {what()}")
+        time.sleep(0.05)
+
+
 def register(client: httpx.Client, name: str, password: str = PASSWORD) -> dict:
     response = client.post("/register", json={"username": name, "email": f"{name}@example.org", "password": password})
     assert response.status_code == 201, response.text
@@ -180,6 +192,32 @@ def signed_in_client(base_url: str, name: str, **kwargs) -> tuple[httpx.Client, 
 
 
 # ---- the same through Quart's test client (async)
+
+TEST_SETTINGS = {"bcrypt_rounds": 4, "cookie_secure": False, "hash_concurrency": 2}
+
+
+@contextlib.asynccontextmanager
+async def started_app(tmp_path: Path, **overrides) -> AsyncIterator:
+    """A fresh application on its own database (for tmp_path, in the configuration under test), started.
+
+    Tortoise's connections are global: start one application per test.
+    """
+    backend = {key.removeprefix("CHAT_").lower(): value for key, value in backend_settings(tmp_path).items()}
+    application = create_app(instance_path=tmp_path / "instance", **{**TEST_SETTINGS, **backend, **overrides})
+    async with application.test_app():
+        yield application
+
+
+async def assert_error(response, status: int, error: str | None = None) -> dict:
+    """The response is API.md's JSON error body with this status (and code); returns the body."""
+    text = await response.get_data(as_text=True)
+    assert response.status_code == status, text
+    assert response.mimetype == "application/json", text
+    body = await response.get_json()
+    assert isinstance(body.get("error"), str) and isinstance(body.get("message"), str), body
+    if error is not None:
+        assert body["error"] == error, body
+    return body
 
 
 async def api_register(client, name: str, password: str = PASSWORD) -> dict:

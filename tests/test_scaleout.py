@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -43,7 +44,7 @@ async def socket(server: Server, client: httpx.Client, room: str, after: int | N
 async def recv_until(ws, predicate, timeout: float = 10.0) -> dict:
     async def _next() -> dict:
         while True:
-            frame = __import__("json").loads(await ws.recv())
+            frame = json.loads(await ws.recv())
             if predicate(frame):
                 return frame
 

@@ -10,8 +10,8 @@ from tortoise.exceptions import IntegrityError
 from ..broker import Event
 from ..errors import APIError, ErrorOut, ValidationErrorOut
 from ..models import User
-from ..schemas import LoginIn, RegisterIn, UserOut
-from ..security import SessionUser, revoke_session, signed_in, start_session
+from ..schemas import ChangePasswordIn, LoginIn, NoContent, RegisterIn, UserOut
+from ..security import SessionUser, revoke_other_sessions, revoke_session, signed_in, start_session
 from ..state import state
 
 bp = Blueprint("auth", __name__)
@@ -30,6 +30,7 @@ async def _conflict(username_key: str, email: str) -> APIError | None:
 @document_response(UserOut, 201)
 @document_response(ValidationErrorOut, 400)
 @document_response(ErrorOut, 409)
+@document_response(ErrorOut, 503)
 async def register(data: RegisterIn) -> tuple[dict, int]:
     """Create an account. No session is started: sign in next."""
     username_key = data.username.lower()
@@ -50,7 +51,11 @@ async def register(data: RegisterIn) -> tuple[dict, int]:
 async def _end_session(token: str) -> None:
     """Revoke the session on the server; its open websockets close (see blueprints/realtime.py)."""
     if session_id := await revoke_session(token):
-        await state().broker.publish(Event.build(f"session:{session_id}", {"type": "revoked"}))
+        await _close_sockets_of(session_id)
+
+
+async def _close_sockets_of(session_id: int) -> None:
+    await state().broker.publish(Event.build(f"session:{session_id}", {"type": "revoked"}))
 
 
 def _retry_after_error(seconds: int) -> APIError:
@@ -65,31 +70,36 @@ def _retry_after_error(seconds: int) -> APIError:
 @bp.post("/login")
 @validate_request(LoginIn)
 @document_response(UserOut, 200)
+@document_response(ValidationErrorOut, 400)
 @document_response(ErrorOut, 401)
 @document_response(ErrorOut, 429)
+@document_response(ErrorOut, 503)
 async def login(data: LoginIn) -> dict:
     """Sign in with an email or a username; the answer sets the session cookie."""
     app_state = state()
     settings, throttle = app_state.settings, app_state.throttle
     window = settings.login_window_seconds
-    identifier = f"email:{data.email.lower()}" if data.email is not None else f"name:{data.username.lower()}"
+    if data.email is not None:
+        user = await User.get_or_none(email=data.email.lower())
+        identifier = f"email:{data.email.lower()}"
+    else:
+        user = await User.get_or_none(username_key=data.username.lower())
+        identifier = f"name:{data.username.lower()}"
+    # an account counts its failures whether it is named by email or by username
+    account = f"user:{user.id}" if user is not None else identifier
     keys = {
-        f"login:account:{identifier}": settings.login_account_failures,
+        f"login:account:{account}": settings.login_account_failures,
         f"login:address:{request.remote_addr}": settings.login_address_failures,
     }
     for key, limit in keys.items():
         if wait := await throttle.retry_after(key, limit, window):
             raise _retry_after_error(wait)
 
-    if data.email is not None:
-        user = await User.get_or_none(email=data.email.lower())
-    else:
-        user = await User.get_or_none(username_key=data.username.lower())
     # an unknown user costs one bcrypt check too: same body, same timing
     valid = await app_state.hash_gate.check(data.password, user.password_hash if user else None)
     if user is None or not valid:
         for key in keys:
-            await throttle.record_failure(key, window)
+            await throttle.hit(key, window)
         raise APIError(401, "invalid_credentials", "Wrong email, username or password.")
 
     await throttle.reset(next(iter(keys)))
@@ -101,6 +111,7 @@ async def login(data: LoginIn) -> dict:
 
 
 @bp.route("/logout", methods=["GET", "POST"])
+@document_response(NoContent, 204)
 async def logout() -> Response | tuple[str, int]:
     """Revoke this session on the server (not only the cookie). A browser is sent to the login page."""
     if current_user.auth_id:
@@ -117,3 +128,29 @@ async def logout() -> Response | tuple[str, int]:
 @document_response(ErrorOut, 401)
 async def me() -> dict:
     return (await signed_in()).user.public()
+
+
+@bp.post("/change-password")
+@login_required
+@validate_request(ChangePasswordIn)
+@document_response(ValidationErrorOut, 400)
+@document_response(ErrorOut, 401)
+@document_response(ErrorOut, 429)
+async def change_password(data: ChangePasswordIn) -> tuple[str, int]:
+    """Change the caller's password (the current one is required); every other session is signed out."""
+    me = await signed_in()
+    app_state = state()
+    settings = app_state.settings
+    key = f"password:{me.user.id}"
+    if wait := await app_state.throttle.retry_after(
+        key, settings.login_account_failures, settings.login_window_seconds
+    ):
+        raise _retry_after_error(wait)
+    if not await app_state.hash_gate.check(data.current_password, me.user.password_hash):
+        await app_state.throttle.hit(key, settings.login_window_seconds)
+        raise APIError(401, "invalid_credentials", "The current password is wrong.")
+    password_hash = await app_state.hash_gate.hash(data.new_password)
+    await User.filter(id=me.user.id).update(password_hash=password_hash)
+    for session_id in await revoke_other_sessions(me.user.id, me.session_id):
+        await _close_sockets_of(session_id)
+    return "", 204

@@ -8,7 +8,7 @@ from quart_schema import document_response, validate_querystring, validate_reque
 
 from .. import conversations
 from ..errors import ErrorOut, ValidationErrorOut
-from ..schemas import MarkReadIn, MessageOut, MessagesOut, MessagesQuery, SendMessageIn
+from ..schemas import MarkReadIn, MessageOut, MessagesOut, MessagesQuery, NoContent, SendMessageIn
 from ..security import signed_in
 
 bp = Blueprint("messaging", __name__)
@@ -20,6 +20,7 @@ bp = Blueprint("messaging", __name__)
 @document_response(MessageOut, 201)
 @document_response(MessageOut, 200)
 @document_response(ValidationErrorOut, 400)
+@document_response(ErrorOut, 401)
 @document_response(ErrorOut, 404)
 async def send_message(data: SendMessageIn) -> tuple[dict, int]:
     """Store a message, then deliver it to the room's websockets. A repeated client_id stores nothing
@@ -34,6 +35,7 @@ async def send_message(data: SendMessageIn) -> tuple[dict, int]:
 @validate_querystring(MessagesQuery)
 @document_response(MessagesOut, 200)
 @document_response(ValidationErrorOut, 400)
+@document_response(ErrorOut, 401)
 @document_response(ErrorOut, 404)
 async def get_messages(query_args: MessagesQuery) -> dict:
     """A page of the conversation with user_id, oldest first: the newest `limit` messages, or the ones
@@ -48,7 +50,9 @@ async def get_messages(query_args: MessagesQuery) -> dict:
 @bp.post("/mark-read")
 @login_required
 @validate_request(MarkReadIn)
+@document_response(NoContent, 204)
 @document_response(ValidationErrorOut, 400)
+@document_response(ErrorOut, 401)
 @document_response(ErrorOut, 404)
 async def mark_read(data: MarkReadIn) -> tuple[str, int]:
     """Move the caller's read marker in the room with user_id forward to up_to (never backwards)."""

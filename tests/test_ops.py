@@ -1,0 +1,81 @@
+"""GET /healthz, /openapi.json and /docs."""
+
+from __future__ import annotations
+
+import pytest
+
+# Every JSON endpoint of API.md (but the websocket), with the method and the statuses it documents.
+ENDPOINTS = {
+    ("/register", "post"): {"201", "400", "409", "503"},
+    ("/login", "post"): {"200", "400", "401", "429", "503"},
+    ("/logout", "post"): {"204"},
+    ("/logout", "get"): {"204"},
+    ("/me", "get"): {"200", "401"},
+    ("/get-users", "get"): {"200", "401"},
+    ("/send-message", "post"): {"201", "200", "400", "401", "404"},
+    ("/get-messages", "get"): {"200", "400", "401", "404"},
+    ("/mark-read", "post"): {"204", "400", "401", "404"},
+    ("/healthz", "get"): {"200", "503"},
+}
+REQUEST_FIELDS = {
+    "/register": {"username", "email", "password"},
+    "/login": {"email", "username", "password"},
+    "/send-message": {"receiver_id", "content", "client_id"},
+    "/mark-read": {"user_id", "up_to"},
+}
+
+
+async def test_healthz(client):
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert await response.get_json() == {"status": "ok", "broker": "ok"}
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.fixture
+async def openapi(client) -> dict:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    return await response.get_json()
+
+
+def resolve(spec: dict, schema: dict) -> dict:
+    while "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        schema = spec["components"]["schemas"][name]
+    return schema
+
+
+async def test_openapi_lists_every_endpoint_with_its_shapes(openapi):
+    paths = openapi["paths"]
+    for (path, method), statuses in ENDPOINTS.items():
+        assert method in paths.get(path, {}), f"{method.upper()} {path} is missing"
+        operation = paths[path][method]
+        assert statuses <= set(operation["responses"]), (path, set(operation["responses"]))
+        for status, response in operation["responses"].items():
+            if status == "204":
+                assert "empty body" in response["description"], (path, response)
+                continue
+            schema = resolve(openapi, response["content"]["application/json"]["schema"])
+            assert schema.get("properties"), (path, status)
+            if status.startswith(("4", "5")):
+                assert {"error", "message"} <= set(schema["properties"]), (path, status)
+    for path, fields in REQUEST_FIELDS.items():
+        body = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert set(resolve(openapi, body)["properties"]) == fields, path
+    parameters = {p["name"] for p in paths["/get-messages"]["get"]["parameters"] if p["in"] == "query"}
+    assert parameters == {"user_id", "before", "after", "limit"}
+    message = resolve(
+        openapi, paths["/send-message"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+    )
+    assert set(message["properties"]) == {"id", "sender_id", "receiver_id", "room", "content", "timestamp", "client_id"}
+    validation = paths["/register"]["post"]["responses"]["400"]["content"]["application/json"]["schema"]
+    assert "fields" in resolve(openapi, validation)["properties"]
+
+
+async def test_docs_render_html(client):
+    response = await client.get("/docs")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    page = await response.get_data(as_text=True)
+    assert "swagger" in page.lower() and "/openapi.json" in page
