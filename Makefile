@@ -1,11 +1,12 @@
 # The two commands a newcomer needs: `make run` (serve on the embedded SQLite) and `make test`.
+# Production shape: `make certs && make serve` (HTTPS + HTTP/2 as hypercorn.toml says; README "Serving in production").
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: run test test-sqlite test-postgres services lint install browser clean
+.PHONY: run serve certs test test-sqlite test-postgres services lint install browser clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +24,29 @@ run: install
 	CHAT_COOKIE_SECURE=false $(BIN)/chat migrate
 	CHAT_COOKIE_SECURE=false CHAT_MIGRATE=false $(BIN)/hypercorn --bind $(HOST):$(PORT) --access-logfile - "chat:create_app()"
 
-# Browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+# A local certificate authority, and a server and a client certificate signed by it, in certs/ (certs/README.md).
+# Extra names for the server certificate: make certs NAMES="chat.example.org 192.0.2.10"
+certs: install
+	$(BIN)/chat certs --dir certs $(foreach name,$(NAMES),--name $(name))
+
+certs/server.crt:
+	$(MAKE) certs
+
+# Production shape: hypercorn.toml (HTTPS with HTTP/2 on :8443, plain HTTP on :8080 redirecting to it).
+# CLIENT_CERTS=1 requires a client certificate signed by certs/ca.crt; HTTP3=1 adds HTTP/3 (QUIC) on the HTTPS port.
+# Not both: hypercorn's QUIC side never asks for a client certificate, so HTTP/3 would let anyone in.
+HTTPS_PORT ?= $(shell $(BIN)/python -c 'import tomllib; print(tomllib.load(open("hypercorn.toml", "rb"))["bind"][0].rsplit(":", 1)[1])')
+SERVE_FLAGS = $(if $(filter 1,$(CLIENT_CERTS)),--ca-certs certs/ca.crt --verify-mode CERT_REQUIRED) \
+              $(if $(filter 1,$(HTTP3)),--quic-bind 0.0.0.0:$(HTTPS_PORT))
+serve: install certs/server.crt
+	@if [ "$(CLIENT_CERTS)$(HTTP3)" = 11 ]; then echo "CLIENT_CERTS=1 and HTTP3=1 exclude each other" >&2; exit 2; fi
+	@if [ -z "$(HTTPS_PORT)" ]; then echo "no port in hypercorn.toml's bind: set HTTPS_PORT=" >&2; exit 2; fi
+	CHAT_HTTPS_PORT=$(HTTPS_PORT) $(BIN)/hypercorn --config hypercorn.toml $(SERVE_FLAGS) "chat:create_app()"
+
+# Browser tests drive Debian's Chromium (Playwright cannot download browsers here); certutil (libnss3-tools)
+# makes a test browser trust the certificate authority of `chat certs`.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 && command -v certutil >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libnss3-tools >/dev/null; }
 
 lint: install
 	$(BIN)/ruff check .

@@ -14,6 +14,7 @@ from .db import close_db, init_db
 from .errors import register_error_handlers
 from .security import SessionUser, check_request_origin
 from .state import AppState, build_state, on_sigterm
+from .tls import install_https
 from .web import ChatRequest, OrjsonProvider
 
 __version__ = "0.1.0"
@@ -54,6 +55,7 @@ def create_app(**overrides: Any) -> Quart:
     )
     app.extensions["chat"] = build_state(settings)
     register_error_handlers(app)
+    install_https(app, settings)
 
     @app.before_request
     async def guard_origin() -> None:

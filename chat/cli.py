@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import sys
+from pathlib import Path
 
 from tortoise.exceptions import IntegrityError
 
@@ -49,6 +50,21 @@ async def _createuser(username: str, email: str, password: str) -> int:
     return 0
 
 
+def _certs(directory: Path, names: list[str], client_name: str, new_ca: bool) -> int:
+    from .certs import write_certificates
+
+    try:
+        issued = write_certificates(directory, tuple(names), client_name=client_name, new_ca=new_ca)
+    except (ValueError, OSError) as exc:
+        print(f"chat certs: {exc}", file=sys.stderr)
+        return 2
+    authority = "new authority" if issued.ca_created else "existing authority"
+    print(f"{issued.ca_cert}: {authority} (clients trust this file)")
+    print(f"{issued.server_cert}, {issued.server_key}: server certificate for {', '.join(issued.names)}")
+    print(f"{issued.client_cert}, {issued.client_key}: client certificate")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chat", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +73,24 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--username", required=True)
     create.add_argument("--email", required=True)
     create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    certs = commands.add_parser(
+        "certs", help="write a local certificate authority and server and client certificates signed by it"
+    )
+    certs.add_argument("--dir", type=Path, default=Path("certs"), help="where to write them (default: certs)")
+    certs.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="another DNS name or IP address the server certificate covers, beyond localhost, 127.0.0.1 and ::1 "
+        "(repeat for more)",
+    )
+    certs.add_argument("--client-name", default="chat client", help="the client certificate's common name")
+    certs.add_argument(
+        "--new-ca",
+        action="store_true",
+        help="replace the certificate authority too (clients that trusted the old one must trust the new one)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "migrate":
@@ -65,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "createuser":
             password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
             return asyncio.run(_createuser(args.username, args.email, password))
+        if args.command == "certs":
+            return _certs(args.dir, args.name, args.client_name, args.new_ca)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

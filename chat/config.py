@@ -49,6 +49,12 @@ class Settings(BaseModel):
     redis_prefix: str = Field("chat:", max_length=64)  # keys and channels: several deployments can share Redis
     presence_ttl_seconds: float = Field(30.0, ge=1, le=3600)  # how long a dead worker's users stay online
 
+    # The port of hypercorn's TLS bind, when it serves plain HTTP too (hypercorn.toml's insecure_bind):
+    # every plain-HTTP request is then redirected there. None: plain HTTP is served as such (make run).
+    https_port: int | None = Field(None, ge=1, le=65535)
+    # Strict-Transport-Security max-age on HTTPS responses; 0 tells browsers to forget an earlier one.
+    hsts_seconds: int = Field(365 * 24 * 3600, ge=0, le=2 * 365 * 24 * 3600)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:

@@ -7,6 +7,7 @@ import hashlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -91,16 +92,20 @@ class Server:
     workers: int = 1
     extra_args: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
+    # where hypercorn runs: relative paths in a --config file (certs/...) resolve from here
+    cwd: Path = ROOT
+    # set when the server speaks TLS on `port`: the context that clients (and the readiness check) trust it with
+    tls: ssl.SSLContext | None = None
     proc: subprocess.Popen | None = None
     starts: int = 0
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -124,7 +129,7 @@ class Server:
         cmd += [*self.extra_args, "chat:create_app()"]
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed by the child's exit
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=self.full_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd, cwd=self.cwd, env=self.full_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         if wait:
             self.wait_ready()
@@ -136,7 +141,7 @@ class Server:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.base_url + "/healthz", timeout=1, verify=self.tls or True).status_code == 200:
                     return
             time.sleep(0.05)
         raise TimeoutError(f"server not ready after {timeout}s:\n{self.log()}")
