@@ -13,17 +13,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, WebSocketRoute, expect, sync_playwright
 
-from .support import PASSWORD, Server, register, signed_in_client
+from .support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Server, register, signed_in_client
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 XSS = "<img src=x onerror=alert(1)>"
 
 pytestmark = pytest.mark.browser
