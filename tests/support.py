@@ -23,6 +23,17 @@ from chat import create_app
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 
+# Debian's Chromium, as the browser tests launch it (`make browser` installs it; Playwright cannot download one here)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
 # `CHAT_TEST_BACKEND=postgres` runs the suite on PostgreSQL + Redis (`make test` runs both configurations).
 BACKEND = os.environ.get("CHAT_TEST_BACKEND", "sqlite")
 PG_URL = os.environ.get("CHAT_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432")
