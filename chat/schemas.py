@@ -49,14 +49,25 @@ def not_blank(value: str) -> str:
     return value
 
 
-Text = Annotated[str, Field(strict=True), AfterValidator(clean_text)]
+def text(min_length: int | None = None, max_length: int | None = None) -> object:
+    """A strict string with length limits checked first (their messages read "at least 8 characters"), then
+    refused if it holds NUL or lone surrogates."""
+    return Annotated[
+        str,
+        Field(strict=True),
+        StringConstraints(min_length=min_length, max_length=max_length),
+        AfterValidator(clean_text),
+    ]
+
+
+Text = text()
 Id = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
 Cursor = Annotated[int, Field(strict=True, ge=0, le=MAX_ID)]
 Username = Annotated[Text, AfterValidator(valid_username)]
-Email = Annotated[Text, StringConstraints(max_length=MAX_EMAIL), AfterValidator(valid_email)]
-Password = Annotated[Text, StringConstraints(min_length=8, max_length=128)]
-Content = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_CONTENT), AfterValidator(not_blank)]
-ClientId = Annotated[Text, StringConstraints(min_length=1, max_length=64)]
+Email = Annotated[text(max_length=MAX_EMAIL), AfterValidator(valid_email)]
+Password = text(min_length=8, max_length=128)
+Content = Annotated[text(min_length=1, max_length=MAX_CONTENT), AfterValidator(not_blank)]
+ClientId = text(min_length=1, max_length=64)
 
 
 class Input(BaseModel):
@@ -73,10 +84,10 @@ class RegisterIn(Input):
 
 
 class LoginIn(Input):
-    email: Annotated[Text, StringConstraints(max_length=MAX_EMAIL)] | None = None
-    username: Annotated[Text, StringConstraints(max_length=80)] | None = None
+    email: text(max_length=MAX_EMAIL) | None = None
+    username: text(max_length=80) | None = None
     # no minimum here: a login says only "invalid credentials", never which rule a password breaks
-    password: Annotated[Text, StringConstraints(max_length=128)]
+    password: text(max_length=128)
 
     @model_validator(mode="after")
     def _one_identifier(self) -> LoginIn:
@@ -86,7 +97,7 @@ class LoginIn(Input):
 
 
 class ChangePasswordIn(Input):
-    current_password: Annotated[Text, StringConstraints(max_length=128)]
+    current_password: text(max_length=128)
     new_password: Password
 
 
