@@ -52,9 +52,9 @@ class ReadFrame(Input):
 
 @dataclass(frozen=True, slots=True)
 class Resync:
-    """Ask the writer to send stored messages up to this id (the ack of a repeated client_id)."""
+    """Ask the writer to acknowledge a repeated client_id with the message stored the first time."""
 
-    up_to: int
+    message: dict
 
 
 def parse_room(room: str, me: int) -> int:
@@ -110,6 +110,8 @@ class Connection:
         self.me = me
         self.other = other
         self.last_sent = 0  # highest message id sent on this socket
+        self.first_after = 0  # the stream of this socket sends ids above it, in order
+        self.acknowledged: set[int] = set()  # ids at or below first_after sent as acknowledgements
         self.last_typing = 0.0
 
     async def run(self, after: int | None) -> None:
@@ -160,14 +162,14 @@ class Connection:
         online = bool(await self.state.presence.online([self.other]))
         await self._send_frame({"type": "presence", "user_id": self.other, "online": online})
         if after is None:
-            self.last_sent = await conversations.newest_id(self.room)
+            self.first_after = self.last_sent = await conversations.newest_id(self.room)
         else:
-            self.last_sent = after
+            self.first_after = self.last_sent = after
             await self._send_stored()
         while True:
             item = await self.subscription.queue.get()
             if isinstance(item, Resync):
-                await self._send_stored(item.up_to)
+                await self._acknowledge(item.message)
             elif isinstance(item, str):
                 await websocket.send(item)
             elif item.type == "revoked":
@@ -184,6 +186,15 @@ class Connection:
             await self._send_stored(event.message_id - 1)  # fill any gap first, in id order
         await websocket.send(event.text)
         self.last_sent = event.message_id
+
+    async def _acknowledge(self, message: dict) -> None:
+        """Make sure this socket has sent the message of a repeated client_id, once."""
+        if message["id"] <= self.first_after:  # stored before this socket's stream began
+            if message["id"] not in self.acknowledged:
+                self.acknowledged.add(message["id"])
+                await self._send_frame({"type": "message", "message": message})
+        else:
+            await self._send_stored(message["id"])  # sent already, or now, in id order
 
     async def _send_stored(self, up_to: int | None = None) -> None:
         """Send the stored messages of the room after last_sent (up to `up_to`), oldest first."""
@@ -241,7 +252,7 @@ class Connection:
         message, created = await conversations.send_message(self.me, self.other, frame.content, frame.client_id)
         if not created:
             # a repeated client_id: nothing new was published, so acknowledge from the database
-            self.subscription.offer(Resync(message["id"]))
+            self.subscription.offer(Resync(message))
 
     async def _on_typing(self) -> None:
         now = time.monotonic()
