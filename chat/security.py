@@ -98,6 +98,10 @@ async def revoke_session(token: str) -> int | None:
     return session.id
 
 
+async def session_active(session_id: int) -> bool:
+    return await Session.exists(id=session_id, revoked_at=None, expires_at__gt=utcnow())
+
+
 async def revoke_all_sessions(user_id: int) -> list[int]:
     ids = await Session.filter(user_id=user_id, revoked_at=None).values_list("id", flat=True)
     await Session.filter(id__in=list(ids)).update(revoked_at=utcnow())

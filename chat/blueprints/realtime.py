@@ -18,14 +18,14 @@ from dataclasses import dataclass
 import orjson
 from pydantic import ValidationError
 from quart import Blueprint, websocket
-from quart_auth import login_required
+from quart_auth import Unauthorized, login_required
 from tortoise.exceptions import OperationalError
 
 from .. import conversations
 from ..broker import Event, Subscription
 from ..errors import APIError, validation_fields
 from ..schemas import MAX_ID, ClientId, Content, Cursor, Input
-from ..security import foreign_origin, signed_in
+from ..security import foreign_origin, session_active, signed_in
 from ..state import AppState, state
 
 bp = Blueprint("realtime", __name__)
@@ -95,6 +95,9 @@ async def room_socket(room: str) -> None:
     channels = (conversations.room_channel(room), f"presence:{other}", f"session:{me.session_id}")
     subscription = await app_state.broker.subscribe(channels, QUEUE_SIZE)
     try:
+        # a logout since the session was checked above published its "revoked" before we listened
+        if not await session_active(me.session_id):
+            raise Unauthorized()
         await websocket.accept()
         connection = Connection(app_state, subscription, room, me.user.id, other)
         await connection.run(after)
