@@ -31,6 +31,7 @@ from ..state import AppState, state
 bp = Blueprint("realtime", __name__)
 
 ROOM_RE = re.compile(r"^dm-([1-9][0-9]{0,9})-([1-9][0-9]{0,9})$")
+AFTER_RE = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
 MAX_FRAME_CHARS = 16 * 1024
 QUEUE_SIZE = 256  # events waiting for one slow connection before it is closed with 1013
 REPLAY_BATCH = 200
@@ -74,7 +75,7 @@ def parse_after() -> int | None:
     raw = websocket.args.get("after")
     if raw is None:
         return None
-    if not raw.isdigit() or int(raw) > MAX_ID:
+    if not AFTER_RE.fullmatch(raw) or int(raw) > MAX_ID:
         raise APIError(400, "validation_error", "after must be a message id (a whole number).")
     return int(raw)
 
