@@ -100,6 +100,10 @@ async def revoke_session(token: str) -> int | None:
     return session.id
 
 
+async def session_active(session_id: int) -> bool:
+    return await Session.exists(id=session_id, revoked_at=None, expires_at__gt=utcnow())
+
+
 async def revoke_other_sessions(user_id: int, keep_session_id: int) -> list[int]:
     """Revoke every session of the user but one (a password change signs out everywhere else)."""
     ids = (
