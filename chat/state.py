@@ -14,7 +14,7 @@ from quart import current_app
 from .broker import Broker, MemoryBroker, RedisBroker
 from .config import Settings
 from .presence import MemoryPresence, Presence, RedisPresence
-from .security import HashGate, MemoryThrottle, RedisThrottle
+from .security import HashGate, MemoryThrottle, RedisThrottle, SessionCache
 
 
 @dataclass
@@ -25,6 +25,7 @@ class AppState:
     throttle: MemoryThrottle | RedisThrottle
     hash_gate: HashGate
     redis: object | None = None  # the shared Redis client, when CHAT_BROKER_URL is redis://
+    sessions: SessionCache = field(default_factory=SessionCache)  # sessions checked in the last seconds
     # one lock per room while in use (see conversations.room_lock)
     room_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(default_factory=weakref.WeakValueDictionary)
     # set when the server begins to shut down: open websockets close with 1001
