@@ -291,14 +291,6 @@ class RedisThrottle:
         await self._client.delete(self._prefix + key)
 
 
-async def throttled(throttle: MemoryThrottle | RedisThrottle, key: str, limit: int, window: float) -> int | None:
-    """Count one hit on `key` unless it is over its limit; returns the seconds to wait when it is."""
-    if wait := await throttle.retry_after(key, limit, window):
-        return wait
-    await throttle.hit(key, window)
-    return None
-
-
 # ---------------------------------------------------------------- origins
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,8 +25,7 @@ class AppState:
     hash_gate: HashGate
     redis: object | None = None  # the shared Redis client, when CHAT_BROKER_URL is redis://
     sessions: SessionCache = field(default_factory=SessionCache)  # sessions checked in the last seconds
-    # one lock per room while in use (see conversations.room_lock)
-    room_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(default_factory=weakref.WeakValueDictionary)
+    message_writer: object | None = None  # conversations.MessageWriter, made on the first send
     # set when the server begins to shut down: open websockets close with 1001
     going_away: asyncio.Event = field(default_factory=asyncio.Event)
     restore_signal: Callable[[], None] = lambda: None
