@@ -14,7 +14,7 @@ from .db import close_db, init_db
 from .errors import register_error_handlers
 from .security import SessionUser, check_request_origin
 from .state import AppState, build_state, on_sigterm
-from .web import ChatRequest, OrjsonProvider
+from .web import ChatRequest, OrjsonProvider, json_responses_first
 
 __version__ = "0.1.0"
 
@@ -52,6 +52,7 @@ def create_app(**overrides: Any) -> Quart:
         redoc_ui_path=None,
         scalar_ui_path=None,
     )
+    json_responses_first(app)
     app.extensions["chat"] = build_state(settings)
     register_error_handlers(app)
 

@@ -85,3 +85,13 @@ async def test_an_unknown_receiver_is_404(client, signup):
     response = await alice.post("/send-message", json={"receiver_id": 999_999, "content": "hello?"})
     assert response.status_code == 404
     assert (await response.get_json())["error"] == "user_not_found"
+
+
+async def test_json_answers_keep_their_status_headers_and_shape(client, signup):
+    alice, a = await signup("alice")
+    me = await alice.get("/me")
+    assert me.status_code == 200 and me.mimetype == "application/json"
+    assert me.headers["Cache-Control"] == "no-store"
+    assert await me.get_json() == {"id": a["id"], "username": "alice", "email": "alice@example.org"}
+    spec = await client.get("/openapi.json")
+    assert spec.status_code == 200 and "/send-message" in (await spec.get_json())["paths"]
