@@ -26,6 +26,7 @@ class AppState:
     redis: object | None = None  # the shared Redis client, when CHAT_BROKER_URL is redis://
     sessions: SessionCache = field(default_factory=SessionCache)  # sessions checked in the last seconds
     message_writer: object | None = None  # conversations.MessageWriter, made on the first send
+    known_users: set[int] = field(default_factory=set)  # ids seen to exist (see conversations.require_user)
     # set when the server begins to shut down: open websockets close with 1001
     going_away: asyncio.Event = field(default_factory=asyncio.Event)
     restore_signal: Callable[[], None] = lambda: None

@@ -95,3 +95,26 @@ async def test_json_answers_keep_their_status_headers_and_shape(client, signup):
     assert await me.get_json() == {"id": a["id"], "username": "alice", "email": "alice@example.org"}
     spec = await client.get("/openapi.json")
     assert spec.status_code == 200 and "/send-message" in (await spec.get_json())["paths"]
+
+
+async def test_history_pages_are_what_the_orm_reads(app, make_client):
+    (alice, a), (bob, b) = await _people(make_client, ["alice", "bob"])
+    for i in range(7):
+        sender, receiver = (alice, b) if i % 2 else (bob, a)
+        body = {"receiver_id": receiver["id"], "content": f"m{i}", "client_id": f"k{i}" if i % 3 else None}
+        assert (await sender.post("/send-message", json=body)).status_code == 201
+    stored = [m.public() for m in await Message.all().order_by("id")]
+    ids = [m["id"] for m in stored]
+
+    async def page(**params):
+        response = await alice.get("/get-messages", query_string={"user_id": b["id"], **params})
+        assert response.status_code == 200
+        return await response.get_json()
+
+    assert await page() == {"messages": stored, "has_more": False}
+    assert await page(limit=3) == {"messages": stored[-3:], "has_more": True}
+    assert await page(before=ids[3], limit=2) == {"messages": stored[1:3], "has_more": True}
+    assert await page(after=ids[3], limit=2) == {"messages": stored[4:6], "has_more": True}
+    assert await page(after=ids[-1]) == {"messages": [], "has_more": False}
+    unknown = await alice.get("/get-messages", query_string={"user_id": 999_999})
+    assert unknown.status_code == 404
