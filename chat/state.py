@@ -36,6 +36,7 @@ class AppState:
         await self.presence.start()
 
     async def stop(self) -> None:
+        self.hash_gate.close()
         await self.presence.stop()
         await self.broker.stop()
         if self.redis is not None:
