@@ -17,7 +17,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from .broker import Broker, Event
-from .db import param
+from .db import param, param_prefix
 from .errors import APIError
 from .models import Message, ReadMarker, User, room_for, utcnow
 from .state import state
@@ -195,9 +195,10 @@ class MessageWriter:
         """INSERT the batch in one statement; the new id of each row, None where its client_id already existed."""
         columns = ("sender_id", "receiver_id", "room", "content", "timestamp", "client_id")
         values, rows = [], []
+        mark = "$" if self._is_postgres else "?"
         for number, pending in enumerate(batch):
             first = number * len(columns) + 1
-            rows.append("(" + ", ".join(param(first + i) for i in range(len(columns))) + ")")
+            rows.append("(" + ", ".join(f"{mark}{first + i}" for i in range(len(columns))) + ")")
             values += [pending.sender_id, pending.receiver_id, pending.room, pending.content]
             values += [pending.timestamp, pending.client_id]
         sql = (
@@ -274,16 +275,17 @@ async def _page(
 
     Plain SQL, not the ORM: building the query and a model per row was most of a history page's time.
     """
+    mark = param_prefix()
     values: list = [room]
-    conditions = [f"room = {param(1)}"]
+    conditions = [f"room = {mark}1"]
     for operator, bound in ((">", after), ("<", before), ("<=", up_to)):
         if bound is not None:
             values.append(bound)
-            conditions.append(f"id {operator} {param(len(values))}")
+            conditions.append(f"id {operator} {mark}{len(values)}")
     values.append(limit)
     sql = (
         f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(conditions)}"  # noqa: S608 - markers only
-        f" ORDER BY id {'DESC' if newest_first else 'ASC'} LIMIT {param(len(values))}"
+        f" ORDER BY id {'DESC' if newest_first else 'ASC'} LIMIT {mark}{len(values)}"
     )
     rows = await get_connection("default").execute_query_dict(sql, values)
     for row in rows:

@@ -167,10 +167,14 @@ async def ping() -> bool:
     return True
 
 
+def param_prefix() -> str:
+    """What a numbered parameter marker of raw SQL starts with on the active backend: ? (SQLite), $ (asyncpg)."""
+    return "$" if get_connection("default").capabilities.dialect == "postgres" else "?"
+
+
 def param(number: int) -> str:
     """The numbered parameter marker of raw SQL on the active backend: ?N for SQLite, $N for asyncpg."""
-    dialect = get_connection("default").capabilities.dialect
-    return f"${number}" if dialect == "postgres" else f"?{number}"
+    return f"{param_prefix()}{number}"
 
 
 def __getattr__(name: str) -> dict:
