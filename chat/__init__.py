@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from quart import Quart, Response
@@ -75,6 +76,10 @@ def create_app(**overrides: Any) -> Quart:
         await init_db(settings)
         await app_state.start()
         app_state.restore_signal = on_sigterm(app_state.going_away.set)
+        # What start-up built (modules, the app, schemas) lives as long as the process: keep it out of the cyclic
+        # garbage collector's scans, or each full collection walks all of it (80 ms here) while requests wait.
+        gc.collect()
+        gc.freeze()
 
     @app.after_serving
     async def stop() -> None:
