@@ -23,13 +23,17 @@ log = logging.getLogger(__name__)
 APP_LABEL = "models"
 # SQLite: concurrent readers with one writer (WAL), fsync at checkpoints only (NORMAL is safe with WAL),
 # and wait for a lock rather than fail at once; what still meets a lock becomes a 503. Checkpoints are not made
-# by the commit that fills the WAL (wal_autocheckpoint=0) but by WalCheckpointer, off the requests' path.
+# by the commit that fills the WAL (wal_autocheckpoint=0) but by WalCheckpointer, off the requests' path. The WAL
+# file keeps its size once checkpointed (up to 64 MiB; Tortoise's default cuts it to 16 KiB each time): appends
+# then overwrite blocks already allocated instead of growing the file, which on a busy disk waited for the
+# filesystem's journal (single inserts of 120 ms measured).
 SQLITE_PRAGMAS = {
     "journal_mode": "WAL",
     "synchronous": "NORMAL",
     "busy_timeout": 5000,
     "foreign_keys": "ON",
     "wal_autocheckpoint": 0,
+    "journal_size_limit": 64 * 1024 * 1024,
 }
 CHECKPOINT_SECONDS = 1.0
 # A fixed key for pg_advisory_lock: serialises migrations between workers and machines.

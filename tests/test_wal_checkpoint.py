@@ -16,8 +16,9 @@ pytestmark = pytest.mark.skipif(BACKEND == "postgres", reason="SQLite's write-ah
 
 
 async def test_the_server_connection_leaves_checkpoints_to_the_checkpointer(app):
-    _, rows = await get_connection("default").execute_query("PRAGMA wal_autocheckpoint")
-    assert rows[0][0] == 0
+    connection = get_connection("default")
+    assert (await connection.execute_query("PRAGMA wal_autocheckpoint"))[1][0][0] == 0
+    assert (await connection.execute_query("PRAGMA journal_size_limit"))[1][0][0] == 64 * 1024 * 1024
     assert [c._thread.is_alive() for c in db._checkpointers] == [True]
 
 
