@@ -50,8 +50,9 @@ async def sign_in(base_url: str, usernames: list[str], parallel: int = 2, patien
         return list(await asyncio.gather(*(one(name) for name in usernames)))
 
 
-async def capacity(base_url: str, usernames: list[str], seconds: float, parallel: int = 4) -> dict:
-    """Closed loop of logins: how many the server can hash per second."""
+async def capacity(base_url: str, usernames: list[str], seconds: float, parallel: int = 2) -> dict:
+    """Closed loop of logins: how many the server can hash per second. Like a polite client, one answered
+    503 busy waits its Retry-After before trying again (not counted)."""
     stop_at = time.perf_counter() + seconds
     statuses: Counter[int] = Counter()
     async with _client(base_url) as client:
@@ -59,14 +60,17 @@ async def capacity(base_url: str, usernames: list[str], seconds: float, parallel
         async def worker(offset: int) -> None:
             number = offset
             while time.perf_counter() < stop_at:
-                statuses[(await _login(client, usernames[number % len(usernames)])).status_code] += 1
+                response = await _login(client, usernames[number % len(usernames)])
+                statuses[response.status_code] += 1
+                if response.status_code == 503:
+                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
                 number += parallel
 
         with CpuMeter() as meter:
             await asyncio.gather(*(worker(offset) for offset in range(parallel)))
     return {
         "logins_per_s": round(statuses[200] / meter.wall, 2),
-        "statuses": dict(statuses),
+        "statuses": {str(key): value for key, value in statuses.items()},
         "seconds": round(meter.wall, 2),
     }
 

@@ -335,9 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
     procs.pin_self(procs.LOADGEN_CPU)
     options.nice = procs.set_niceness(options.nice)
-    limit = procs.raise_fd_limit(max(options.idle_sockets, options.idle_sockets_threading) * 2 + 1024)
-    if limit < options.idle_sockets * 2 + 256:
-        options.idle_sockets = max(10, (limit - 256) // 2)
+    # the client holds one descriptor per socket, and so does the server (a child: it inherits the limit)
+    limit = procs.raise_fd_limit(max(options.idle_sockets, options.idle_sockets_threading) + 1024)
+    if limit < options.idle_sockets + 256:
+        options.idle_sockets = max(10, limit - 256)
         log(f"open-file limit is {limit}: idle sockets capped at {options.idle_sockets}")
     httpload.wrk_path()
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:
