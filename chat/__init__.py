@@ -33,7 +33,6 @@ def create_app(**overrides: Any) -> Quart:
     instance_path = settings.instance_path.resolve()
     app = Quart(__name__, instance_path=str(instance_path))
     app.request_class = ChatRequest
-    app.json = OrjsonProvider(app)
     app.secret_key = settings.secret_key or instance_secret_key(instance_path)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -53,6 +52,7 @@ def create_app(**overrides: Any) -> Quart:
         redoc_ui_path=None,
         scalar_ui_path=None,
     )
+    app.json = OrjsonProvider(app)  # after QuartSchema, which installs a provider of its own (the stdlib's json)
     json_responses_first(app)
     app.extensions["chat"] = build_state(settings)
     register_error_handlers(app)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from pydantic_core import to_jsonable_python
 from quart import Quart, Request, Response
 from quart.json.provider import DefaultJSONProvider
 
@@ -16,10 +17,16 @@ class OrjsonProvider(DefaultJSONProvider):
     """orjson: several times faster than the standard library, and strict about invalid UTF-8 and surrogates."""
 
     def dumps(self, obj: Any, **_kwargs: Any) -> str:
-        return orjson.dumps(obj, default=self.default).decode()
+        # non-str keys as the stdlib writes them (the OpenAPI document keys responses by status code)
+        return orjson.dumps(obj, default=_jsonable, option=orjson.OPT_NON_STR_KEYS).decode()
 
     def loads(self, s: str | bytes, **_kwargs: Any) -> Any:
         return orjson.loads(s)
+
+
+def _jsonable(value: Any) -> Any:
+    """What orjson cannot encode by itself: pydantic models and the like (quart-schema's OpenAPI document)."""
+    return to_jsonable_python(value)
 
 
 class ChatRequest(Request):
