@@ -296,6 +296,8 @@ async def _page(
 def _iso_utc(value: datetime | str) -> str:
     """The stored timestamp as Message.public() gives it (SQLite hands back text, PostgreSQL a datetime)."""
     if isinstance(value, str):
+        if value.endswith("+00:00") and value[10:11] == " ":  # as chat writes it: the ISO form is one letter away
+            return f"{value[:10]}T{value[11:]}"
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:  # stored without an offset: UTC, as the ORM reads it
         value = value.replace(tzinfo=UTC)
