@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: run serve certs test test-sqlite test-postgres services lint install browser clean
+.PHONY: run serve certs test test-sqlite test-postgres services lint install browser loadgen bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,16 @@ serve: install certs/server.crt
 browser:
 	@command -v chromium >/dev/null 2>&1 && command -v certutil >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libnss3-tools >/dev/null; }
 
+# The load generator of the benchmark harness: Debian's wrk.
+loadgen:
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+
+# One run of every scenario against chat, the Flask reference (both modes) and bare Quart / raw ASGI, each server
+# pinned to CPU 0 and the load to CPU 1: prints the table (docs/performance.md), raw results in bench/results/.
+# Durations and sizes: `python -m bench --help` (flags or BENCH_* variables), e.g. BENCH_SEND_SECONDS=5 make bench.
+bench: install loadgen
+	$(BIN)/python -m bench
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -58,7 +68,7 @@ services:
 
 # The whole suite on the embedded configuration (SQLite + in-process broker), then the backend-facing part of it
 # on PostgreSQL + Redis (browser and benchmark tests are about the page and the harness, not the backend).
-test: install browser services lint test-sqlite test-postgres
+test: install browser loadgen services lint test-sqlite test-postgres
 
 test-sqlite: install
 	$(BIN)/pytest -q

@@ -33,7 +33,7 @@ class Settings(BaseModel):
     # Cost 12 is the floor in production; lower values exist only so that test suites run quickly.
     bcrypt_rounds: int = Field(12, ge=4, le=16)
     # At most this many hashes run at once (one per core keeps the event loop's core usable) ...
-    hash_concurrency: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=64)
+    hash_concurrency: int = Field(default_factory=lambda: max(1, len(usable_cpus())), ge=1, le=64)
     # ... and at most this many wait; more are answered 503 at once instead of queueing without bound.
     hash_queue: int = Field(16, ge=0, le=10_000)
 
@@ -96,6 +96,13 @@ class Settings(BaseModel):
     @property
     def is_postgres(self) -> bool:
         return self.resolved_database_url.startswith(("postgres://", "postgresql://"))
+
+
+def usable_cpus() -> set[int]:
+    """The cores this process may run on (a server pinned with taskset gets fewer than the machine has)."""
+    if hasattr(os, "sched_getaffinity"):
+        return os.sched_getaffinity(0)
+    return set(range(os.cpu_count() or 1))
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

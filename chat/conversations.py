@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from .broker import Event
-from .db import param
+from .broker import Broker, Event
+from .db import param, param_prefix
 from .errors import APIError
 from .models import Message, ReadMarker, User, room_for, utcnow
-from .security import throttled
 from .state import state
+
+log = logging.getLogger(__name__)
 
 
 def user_not_found() -> APIError:
@@ -26,8 +30,14 @@ def user_not_found() -> APIError:
 
 
 async def require_user(user_id: int) -> None:
+    """404 unless the user exists. Ids seen to exist are remembered: the API never deletes a user (and where one
+    is deleted by hand, the foreign keys still refuse to store a message for it)."""
+    known = state().known_users
+    if user_id in known:
+        return
     if not await User.exists(id=user_id):
         raise user_not_found()
+    known.add(user_id)
 
 
 def room_channel(room: str) -> str:
@@ -38,82 +48,190 @@ async def publish(room: str, frame: dict) -> None:
     await state().broker.publish(Event.build(room_channel(room), frame))
 
 
-def room_lock(room: str) -> asyncio.Lock:
-    """Held from INSERT to publish, so that one room's messages are published in id order.
-
-    Without it, two concurrent sends could publish 11 before 10: a socket that saw 11 and then resumed
-    with ?after=11 would never get 10.
-    """
-    locks = state().room_locks
-    lock = locks.get(room)
-    if lock is None:
-        lock = locks[room] = asyncio.Lock()
-    return lock
-
-
 async def send_message(sender_id: int, receiver_id: int, content: str, client_id: str | None) -> tuple[dict, bool]:
     """Store a message once per (sender, client_id), then deliver it to the room.
 
     Returns (message, created). A repeated client_id returns the message stored the first time and
     publishes nothing: the first send already delivered it, and a resuming socket replays it from the database.
     """
-    if client_id is not None:
-        existing = await Message.get_or_none(sender_id=sender_id, client_id=client_id)
-        if existing is not None:
-            return existing.public(), False
-    await _check_send_rate(sender_id)
+    app_state = state()
+    writer = app_state.message_writer
+    if writer is None:
+        writer = app_state.message_writer = MessageWriter(app_state.broker, app_state.settings.is_postgres)
+    await _check_send_rate(sender_id, client_id)
     await require_user(receiver_id)
-    # Shielded: when the caller is cancelled mid-send (its client hung up), a message stored by then must
-    # still be published, or the room's live sockets would never get it. The task holds the room lock
-    # until it has published, so the order of publication stays the order of ids.
-    return await asyncio.shield(_store_and_publish(sender_id, receiver_id, content, client_id))
+    stored = await writer.store(sender_id, receiver_id, content, client_id)
+    if stored is not None:
+        return stored, True
+    # not inserted: this client_id is stored already (by an earlier send, or a concurrent one in the same batch)
+    existing = await Message.get_or_none(sender_id=sender_id, client_id=client_id)
+    if existing is None:
+        raise user_not_found()
+    return existing.public(), False
 
 
-async def _store_and_publish(
-    sender_id: int, receiver_id: int, content: str, client_id: str | None
-) -> tuple[dict, bool]:
-    room = room_for(sender_id, receiver_id)
-    async with room_lock(room):
-        try:
-            message = await _insert_in_order(
-                room, sender_id=sender_id, receiver_id=receiver_id, content=content, client_id=client_id
-            )
-        except IntegrityError:
-            # the same client_id raced in from another request (or the receiver was just deleted)
-            existing = await Message.get_or_none(sender_id=sender_id, client_id=client_id) if client_id else None
-            if existing is None:
-                raise user_not_found() from None
-            return existing.public(), False
-        payload = message.public()
-        await publish(room, {"type": "message", "message": payload})
-    return payload, True
-
-
-async def _check_send_rate(sender_id: int) -> None:
+async def _check_send_rate(sender_id: int, client_id: str | None) -> None:
     app_state = state()
     settings = app_state.settings
-    wait = await throttled(app_state.throttle, f"send:{sender_id}", settings.send_limit, settings.send_window_seconds)
+    key = f"send:{sender_id}"
+    wait = await app_state.throttle.retry_after(key, settings.send_limit, settings.send_window_seconds)
     if wait:
+        # a retry of a message already stored is not a new message: it is answered even over the limit
+        if client_id is not None and await Message.exists(sender_id=sender_id, client_id=client_id):
+            return
         raise APIError(
             429,
             "too_many_messages",
             f"You are sending too fast; wait {wait} seconds.",
             {"Retry-After": str(wait)},
         )
+    await app_state.throttle.hit(key, settings.send_window_seconds)
 
 
-async def _insert_in_order(room: str, **fields) -> Message:
-    """INSERT so that a room's messages become visible in id order, also across processes.
+MAX_BATCH = 200  # rows in one INSERT: 6 parameters each, far below either database's limit on parameters
 
-    SQLite has one writer at a time, so ids commit in order. PostgreSQL hands out ids from a sequence to
-    concurrent transactions that may commit in another order: a socket that saw 11 could miss 10, still
-    uncommitted. A transaction-scoped advisory lock per room makes allocation and commit one step.
+
+@dataclass(slots=True)
+class _Pending:
+    sender_id: int
+    receiver_id: int
+    content: str
+    client_id: str | None
+    timestamp: datetime
+    stored: asyncio.Future  # the message dict, or None when (sender_id, client_id) was stored already
+
+    @property
+    def room(self) -> str:
+        return room_for(self.sender_id, self.receiver_id)
+
+    def payload(self, message_id: int) -> dict:  # the shape of Message.public()
+        return {
+            "id": message_id,
+            "sender_id": self.sender_id,
+            "receiver_id": self.receiver_id,
+            "room": self.room,
+            "content": self.content,
+            "timestamp": self.timestamp.astimezone(UTC).isoformat(),
+            "client_id": self.client_id,
+        }
+
+    def settle(self, result: dict | None = None, error: BaseException | None = None) -> None:
+        if self.stored.done():  # the sender gave up waiting (its request was cancelled)
+            return
+        if error is not None:
+            self.stored.set_exception(error)
+        else:
+            self.stored.set_result(result)
+
+
+class MessageWriter:
+    """Stores the messages of every concurrent send in one INSERT (one transaction), then publishes them.
+
+    One trip to the database and one commit per batch instead of per message, and no ORM on the way: at low load
+    a batch is one message written at once, under load the messages that arrive while a batch is being written
+    make up the next one. One task writes the batches one after another and publishes each batch's messages in
+    id order before it writes the next, so each room's messages are published in id order (a socket that resumes
+    with ?after relies on it), and a message once stored is published even if the request that sent it is gone.
     """
-    if not state().settings.is_postgres:
-        return await Message.create(room=room, timestamp=utcnow(), **fields)
-    async with in_transaction() as connection:
-        await connection.execute_query("SELECT pg_advisory_xact_lock($1)", [_room_lock_key(room)])
-        return await Message.create(room=room, timestamp=utcnow(), using_db=connection, **fields)
+
+    def __init__(self, broker: Broker, is_postgres: bool) -> None:
+        self._broker = broker
+        self._is_postgres = is_postgres
+        self._queue: list[_Pending] = []
+        self._task: asyncio.Task | None = None
+
+    async def store(self, sender_id: int, receiver_id: int, content: str, client_id: str | None) -> dict | None:
+        """The stored message, or None if this sender's client_id is stored already."""
+        pending = _Pending(
+            sender_id, receiver_id, content, client_id, utcnow(), asyncio.get_running_loop().create_future()
+        )
+        self._queue.append(pending)
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain(), name="message-writer")
+        return await pending.stored
+
+    async def _drain(self) -> None:
+        batch: list[_Pending] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                await self._write(batch)
+        except BaseException as exc:  # cancelled (the server stops): nobody may wait for ever
+            for pending in [*batch, *self._queue]:
+                pending.settle(error=exc)
+            self._queue = []
+            raise
+        finally:
+            self._task = None
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        try:
+            inserted = await self._insert(batch)
+        except IntegrityError:
+            # a receiver does not exist (any more): store them one by one, so that only its sender gets the 404
+            if len(batch) > 1:
+                for pending in batch:
+                    await self._write([pending])
+            else:
+                batch[0].settle(error=user_not_found())
+            return
+        except Exception as exc:  # noqa: BLE001 - each sender gets the failure (a locked database becomes 503)
+            for pending in batch:
+                pending.settle(error=exc)
+            return
+        for pending, message_id in zip(batch, inserted, strict=True):
+            if message_id is None:
+                pending.settle(None)
+                continue
+            message = pending.payload(message_id)
+            frame = {"type": "message", "message": message}
+            try:
+                await self._broker.publish(Event.build(room_channel(pending.room), frame))
+            except Exception:  # stored all the same: sockets replay it from the database when they resume
+                log.exception("publishing message %s failed", message_id)
+            pending.settle(message)
+
+    async def _insert(self, batch: list[_Pending]) -> list[int | None]:
+        """INSERT the batch in one statement; the new id of each row, None where its client_id already existed."""
+        columns = ("sender_id", "receiver_id", "room", "content", "timestamp", "client_id")
+        values, rows = [], []
+        mark = "$" if self._is_postgres else "?"
+        for number, pending in enumerate(batch):
+            first = number * len(columns) + 1
+            rows.append("(" + ", ".join(f"{mark}{first + i}" for i in range(len(columns))) + ")")
+            values += [pending.sender_id, pending.receiver_id, pending.room, pending.content]
+            values += [pending.timestamp, pending.client_id]
+        sql = (
+            f"INSERT INTO messages ({', '.join(columns)}) VALUES {', '.join(rows)}"  # noqa: S608 - markers only
+            " ON CONFLICT DO NOTHING RETURNING id, sender_id, client_id"
+        )
+        if not self._is_postgres:
+            # SQLite has one writer at a time: the ids of a statement are committed in order
+            returned = await get_connection("default").execute_query_dict(sql, values)
+        else:
+            # PostgreSQL hands out ids to concurrent transactions that may commit in another order: a socket
+            # that saw 11 could miss 10, still uncommitted. Advisory locks on the batch's rooms (in one order,
+            # so that two writers cannot deadlock) make allocation and commit one step per room.
+            async with in_transaction() as connection:
+                for key in sorted({_room_lock_key(pending.room) for pending in batch}):
+                    await connection.execute_query("SELECT pg_advisory_xact_lock($1)", [key])
+                returned = await connection.execute_query_dict(sql, values)
+        return _match_returned(batch, returned)
+
+
+def _match_returned(batch: list[_Pending], returned: list[dict]) -> list[int | None]:
+    """Which row got which id. The order of RETURNING rows is unspecified, but the ids of one INSERT grow in
+    the order of its VALUES; a row skipped ON CONFLICT has a client_id, so a NULL one always matches."""
+    inserted = sorted((row["id"], row["sender_id"], row["client_id"]) for row in returned)
+    ids: list[int | None] = []
+    position = 0
+    for pending in batch:
+        if position < len(inserted) and inserted[position][1:] == (pending.sender_id, pending.client_id):
+            ids.append(inserted[position][0])
+            position += 1
+        else:
+            ids.append(None)
+    return ids
 
 
 def _room_lock_key(room: str) -> int:
@@ -128,26 +246,62 @@ async def history(
     Every shape is a range scan of the (room, id) index, so page cost does not grow with the conversation.
     """
     await require_user(other)
-    query = Message.filter(room=room_for(me, other))
+    room = room_for(me, other)
     if after is not None:
-        rows = await query.filter(id__gt=after).order_by("id").limit(limit + 1)
-        has_more = len(rows) > limit
-        rows = rows[:limit]
-    else:
-        if before is not None:
-            query = query.filter(id__lt=before)
-        rows = await query.order_by("-id").limit(limit + 1)
-        has_more = len(rows) > limit
-        rows = rows[:limit][::-1]
-    return [row.public() for row in rows], has_more
+        rows = await _page(room, after=after, limit=limit + 1)
+        return rows[:limit], len(rows) > limit
+    rows = await _page(room, before=before, limit=limit + 1, newest_first=True)
+    return rows[:limit][::-1], len(rows) > limit
 
 
 async def messages_after(room: str, after: int, limit: int, up_to: int | None = None) -> list[dict]:
     """Stored messages of a room with after < id (<= up_to), oldest first: the websocket's replay."""
-    query = Message.filter(room=room, id__gt=after)
-    if up_to is not None:
-        query = query.filter(id__lte=up_to)
-    return [row.public() for row in await query.order_by("id").limit(limit)]
+    return await _page(room, after=after, up_to=up_to, limit=limit)
+
+
+MESSAGE_COLUMNS = "id, sender_id, receiver_id, room, content, timestamp, client_id"
+
+
+async def _page(
+    room: str,
+    *,
+    limit: int,
+    after: int | None = None,
+    before: int | None = None,
+    up_to: int | None = None,
+    newest_first: bool = False,
+) -> list[dict]:
+    """Messages of a room in id order (or newest first) within the bounds, as Message.public() dicts.
+
+    Plain SQL, not the ORM: building the query and a model per row was most of a history page's time.
+    """
+    mark = param_prefix()
+    values: list = [room]
+    conditions = [f"room = {mark}1"]
+    for operator, bound in ((">", after), ("<", before), ("<=", up_to)):
+        if bound is not None:
+            values.append(bound)
+            conditions.append(f"id {operator} {mark}{len(values)}")
+    values.append(limit)
+    sql = (
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(conditions)}"  # noqa: S608 - markers only
+        f" ORDER BY id {'DESC' if newest_first else 'ASC'} LIMIT {mark}{len(values)}"
+    )
+    rows = await get_connection("default").execute_query_dict(sql, values)
+    for row in rows:
+        row["timestamp"] = _iso_utc(row["timestamp"])
+    return rows
+
+
+def _iso_utc(value: datetime | str) -> str:
+    """The stored timestamp as Message.public() gives it (SQLite hands back text, PostgreSQL a datetime)."""
+    if isinstance(value, str):
+        if value.endswith("+00:00") and value[10:11] == " ":  # as chat writes it: the ISO form is one letter away
+            return f"{value[:10]}T{value[11:]}"
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:  # stored without an offset: UTC, as the ORM reads it
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat()
 
 
 async def newest_id(room: str) -> int:

@@ -6,15 +6,19 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import os
 import secrets
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import bcrypt
-from quart import request
+from quart import current_app, request
 from quart_auth import Action, AuthUser, Unauthorized, current_user
 from redis.exceptions import RedisError
 
@@ -22,6 +26,8 @@ from .errors import APIError
 from .models import Session, User, utcnow
 
 # ---------------------------------------------------------------- passwords
+
+HASH_MAX_WAIT = 1.0  # seconds a login may wait for a hashing thread before it is answered 503
 
 
 def _reduce(password: str) -> bytes:
@@ -40,29 +46,59 @@ def check_password_sync(password: str, password_hash: str) -> bool:
     return bcrypt.checkpw(_reduce(password), password_hash.encode("ascii"))
 
 
-class HashGate:
-    """Runs bcrypt off the event loop, a bounded number at once, with a bounded wait.
+def _lowest_cpu_priority() -> None:
+    """Run the calling thread only when its core has nothing else to do (SCHED_IDLE; else nice 19)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread, on Linux
+    except (AttributeError, OSError):
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
-    A hash costs ~0.25 s of a core: a flood of logins must not take every core from the event loop,
-    nor pile up in a queue that answers a minute later. Past the bound the caller gets 503 at once.
+
+class HashGate:
+    """Runs bcrypt off the event loop: a bounded number at once, at the lowest CPU priority, with a bounded wait.
+
+    A hash costs ~0.25 s of a core. Its threads run SCHED_IDLE, so the event loop (and every socket it serves)
+    takes the core back the moment it has work: a flood of logins gets what live traffic leaves, instead of
+    slowing every message. A login that would wait more than `max_wait` seconds (judged by how long recent hashes
+    took, which grows when the loop leaves little) or finds the queue full is answered 503 at once, rather than
+    pile up in a queue that answers a minute later.
     """
 
-    def __init__(self, rounds: int, concurrency: int, queue: int) -> None:
+    def __init__(self, rounds: int, concurrency: int, queue: int, max_wait: float = HASH_MAX_WAIT) -> None:
         self.rounds = rounds
+        self.concurrency = concurrency
+        self.max_wait = max_wait
         self._slots = asyncio.Semaphore(concurrency)
         self._capacity = concurrency + queue
         self._admitted = 0
+        self._seconds_per_hash = 0.0  # moving average of recent hashes, from the moment each got a thread
         self._dummy_hash: str | None = None
+        self._executor = ThreadPoolExecutor(concurrency, "bcrypt", initializer=_lowest_cpu_priority)
+
+    def expected_wait(self) -> float:
+        """Seconds a hash admitted now would wait for a thread."""
+        waiting = max(0, self._admitted - self.concurrency + 1)
+        return waiting / self.concurrency * self._seconds_per_hash
 
     async def _run(self, func, *args):
-        if self._admitted >= self._capacity:
+        if self._admitted >= self._capacity or self.expected_wait() > self.max_wait:
             raise APIError(503, "busy", "The server is busy signing people in; retry shortly.", {"Retry-After": "1"})
         self._admitted += 1
         try:
             async with self._slots:
-                return await asyncio.to_thread(func, *args)
+                started = time.monotonic()
+                result = await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+                took = time.monotonic() - started
+                self._seconds_per_hash = (
+                    took if not self._seconds_per_hash else 0.8 * self._seconds_per_hash + 0.2 * took
+                )
+                return result
         finally:
             self._admitted -= 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def hash(self, password: str) -> str:
         return await self._run(hash_password_sync, password, self.rounds)
@@ -79,6 +115,9 @@ class HashGate:
 
 # ---------------------------------------------------------------- sessions
 
+# How long a checked session is trusted without asking the database again (see SessionCache).
+SESSION_CACHE_SECONDS = 5.0
+
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
@@ -93,11 +132,12 @@ async def start_session(user: User, days: int) -> str:
 
 async def revoke_session(token: str) -> int | None:
     """Revoke one session; returns its id (so that open sockets of that session can be closed)."""
-    session = await Session.get_or_none(token_hash=_token_hash(token), revoked_at=None)
-    if session is None:
-        return None
-    await Session.filter(id=session.id).update(revoked_at=utcnow())
-    return session.id
+    token_hash = _token_hash(token)
+    session = await Session.get_or_none(token_hash=token_hash, revoked_at=None)
+    if session is not None:
+        await Session.filter(id=session.id).update(revoked_at=utcnow())
+    _session_cache().drop(token_hash)  # after the update: a look-up from before it is not cached either
+    return None if session is None else session.id
 
 
 async def session_active(session_id: int) -> bool:
@@ -110,6 +150,7 @@ async def revoke_other_sessions(user_id: int, keep_session_id: int) -> list[int]
         await Session.filter(user_id=user_id, revoked_at=None).exclude(id=keep_session_id).values_list("id", flat=True)
     )
     await Session.filter(id__in=list(ids)).update(revoked_at=utcnow())
+    _session_cache().forget(lambda entry: entry.signed_in.user.id == user_id)
     return list(ids)
 
 
@@ -119,25 +160,75 @@ class SignedIn:
     user: User
 
 
+@dataclass(frozen=True, slots=True)
+class _CachedSession:
+    signed_in: SignedIn
+    good_until: float  # time.monotonic()
+
+
+class SessionCache:
+    """Sessions this process checked in the last few seconds: most requests then need no session query.
+
+    The bound on revocation: a logout, a sign-in that replaces a session or a password change drops the entries
+    concerned at once in the process that handles it; a session revoked by another worker process is still
+    accepted here for at most `ttl` seconds. An entry never outlives its session's expiry.
+    """
+
+    def __init__(self, ttl: float = SESSION_CACHE_SECONDS, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, _CachedSession] = {}
+        # bumped by every revocation: a look-up that began before one must not cache what it read
+        self.generation = 0
+
+    def get(self, token_hash: str) -> SignedIn | None:
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        if entry.good_until <= time.monotonic():
+            del self._entries[token_hash]
+            return None
+        return entry.signed_in
+
+    def put(self, token_hash: str, signed_in: SignedIn, expires_in: float, generation: int) -> None:
+        if self.ttl <= 0 or generation != self.generation:
+            return
+        if len(self._entries) >= self.max_entries:
+            now = time.monotonic()
+            self._entries = {key: e for key, e in self._entries.items() if e.good_until > now}
+            while len(self._entries) >= self.max_entries:
+                del self._entries[next(iter(self._entries))]  # the oldest
+        good_until = time.monotonic() + min(self.ttl, expires_in)
+        self._entries[token_hash] = _CachedSession(signed_in, good_until)
+
+    def drop(self, token_hash: str) -> None:
+        self.generation += 1
+        self._entries.pop(token_hash, None)
+
+    def forget(self, which: Callable[[_CachedSession], bool]) -> None:
+        self.generation += 1
+        for key in [key for key, entry in self._entries.items() if which(entry)]:
+            del self._entries[key]
+
+
+def _session_cache() -> SessionCache:
+    return current_app.extensions["chat"].sessions
+
+
 class SessionUser(AuthUser):
-    """quart-auth's user, whose auth_id is a session token checked against the database once per request."""
+    """quart-auth's user, whose auth_id is a session token checked against the database (or, for a few seconds
+    after that, against this process's SessionCache) once per request."""
 
     def __init__(self, auth_id: str | None, action: Action = Action.PASS) -> None:
         super().__init__(auth_id, action)
         self._resolved = False
         self._signed_in: SignedIn | None = None
 
-    async def resolve(self) -> SignedIn | None:
-        if not self._resolved:
+    async def resolve(self, fresh: bool = False) -> SignedIn | None:
+        """The session and its user; `fresh` reads them from the database whatever the cache holds."""
+        if fresh or not self._resolved:
             self._resolved = True
-            if self.auth_id:
-                session = (
-                    await Session.filter(token_hash=_token_hash(self.auth_id), revoked_at=None, expires_at__gt=utcnow())
-                    .select_related("user")
-                    .first()
-                )
-                if session is not None:
-                    self._signed_in = SignedIn(session.id, session.user)
+            self._signed_in = await _lookup_session(self.auth_id, fresh) if self.auth_id else None
         return self._signed_in
 
     @property
@@ -145,9 +236,25 @@ class SessionUser(AuthUser):
         return await self.resolve() is not None
 
 
-async def signed_in() -> SignedIn:
-    """The caller's session and user, or 401."""
-    found = await current_user.resolve()
+async def _lookup_session(token: str, fresh: bool) -> SignedIn | None:
+    token_hash = _token_hash(token)
+    cache = _session_cache()
+    if not fresh and (found := cache.get(token_hash)) is not None:
+        return found
+    generation, now = cache.generation, utcnow()
+    session = (
+        await Session.filter(token_hash=token_hash, revoked_at=None, expires_at__gt=now).select_related("user").first()
+    )
+    if session is None:
+        return None
+    found = SignedIn(session.id, session.user)
+    cache.put(token_hash, found, (session.expires_at - now).total_seconds(), generation)
+    return found
+
+
+async def signed_in(fresh: bool = False) -> SignedIn:
+    """The caller's session and user, or 401. Pass `fresh` where a stale user would matter (a password check)."""
+    found = await current_user.resolve(fresh)
     if found is None:
         raise Unauthorized()
     return found
@@ -236,14 +343,6 @@ class RedisThrottle:
         await self._fallback.reset(key)
         with contextlib.suppress(OSError, RedisError):
             await self._client.delete(self._prefix + key)
-
-
-async def throttled(throttle: MemoryThrottle | RedisThrottle, key: str, limit: int, window: float) -> int | None:
-    """Count one hit on `key` unless it is over its limit; returns the seconds to wait when it is."""
-    if wait := await throttle.retry_after(key, limit, window):
-        return wait
-    await throttle.hit(key, window)
-    return None
 
 
 # ---------------------------------------------------------------- origins

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -14,7 +13,7 @@ from quart import current_app
 from .broker import Broker, MemoryBroker, RedisBroker
 from .config import Settings
 from .presence import MemoryPresence, Presence, RedisPresence
-from .security import HashGate, MemoryThrottle, RedisThrottle
+from .security import HashGate, MemoryThrottle, RedisThrottle, SessionCache
 
 
 @dataclass
@@ -25,8 +24,9 @@ class AppState:
     throttle: MemoryThrottle | RedisThrottle
     hash_gate: HashGate
     redis: object | None = None  # the shared Redis client, when CHAT_BROKER_URL is redis://
-    # one lock per room while in use (see conversations.room_lock)
-    room_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(default_factory=weakref.WeakValueDictionary)
+    sessions: SessionCache = field(default_factory=SessionCache)  # sessions checked in the last seconds
+    message_writer: object | None = None  # conversations.MessageWriter, made on the first send
+    known_users: set[int] = field(default_factory=set)  # ids seen to exist (see conversations.require_user)
     # set when the server begins to shut down: open websockets close with 1001
     going_away: asyncio.Event = field(default_factory=asyncio.Event)
     restore_signal: Callable[[], None] = lambda: None
@@ -36,6 +36,7 @@ class AppState:
         await self.presence.start()
 
     async def stop(self) -> None:
+        self.hash_gate.close()
         await self.presence.stop()
         await self.broker.stop()
         if self.redis is not None:

@@ -138,7 +138,7 @@ async def me() -> dict:
 @document_response(ErrorOut, 429)
 async def change_password(data: ChangePasswordIn) -> tuple[str, int]:
     """Change the caller's password (the current one is required); every other session is signed out."""
-    me = await signed_in()
+    me = await signed_in(fresh=True)  # the password hash as stored now, not as a cached session saw it
     app_state = state()
     settings = app_state.settings
     key = f"password:{me.user.id}"

@@ -1,0 +1,298 @@
+"""Real-time clients: chat's websocket protocol and Socket.IO (the reference), and the three real-time scenarios.
+
+Both speak over the same `websockets` client (no compression, no client pings), so the client's cost per frame
+is the same against either server. The Socket.IO side is Engine.IO 4 / Socket.IO 5 over a websocket: python-
+socketio's own clients need aiohttp or requests + websocket-client, which the reference does not install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+from .stats import CpuMeter, latency_summary
+
+OnMessage = Callable[[str | None, float], None]
+MAX_FRAME = 1 << 20
+HANDSHAKE_SECONDS = 30  # a server that takes no more connections does not answer the upgrade: give up then
+
+
+def room_of(a: int, b: int) -> str:
+    return f"dm-{min(a, b)}-{max(a, b)}"
+
+
+class RealtimeSocket:
+    """One signed-in websocket in one room; calls on_message(client_id, receipt time) for every message frame."""
+
+    def __init__(self, ws: ClientConnection, room: str, on_message: OnMessage) -> None:
+        self.ws, self.room, self.on_message = ws, room, on_message
+        self.reader: asyncio.Task | None = None
+
+    async def send_message(self, content: str, client_id: str) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(), 5)
+
+
+async def _open(url: str, cookie: str) -> ClientConnection:
+    return await connect(
+        url,
+        additional_headers={"Cookie": cookie},
+        compression=None,
+        ping_interval=None,
+        max_size=MAX_FRAME,
+        open_timeout=60,
+    )
+
+
+class ChatSocket(RealtimeSocket):
+    @classmethod
+    async def open(cls, ws_url: str, cookie: str, room: str, on_message: OnMessage) -> ChatSocket:
+        sock = cls(await _open(f"{ws_url}/ws/rooms/{room}", cookie), room, on_message)
+        sock.reader = asyncio.create_task(sock._read())
+        return sock
+
+    async def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            async for frame in self.ws:
+                received = time.perf_counter()
+                data = orjson.loads(frame)
+                if data.get("type") == "message":
+                    self.on_message(data["message"].get("client_id"), received)
+
+    async def send_message(self, content: str, client_id: str) -> None:
+        await self.ws.send(orjson.dumps({"type": "message", "content": content, "client_id": client_id}).decode())
+
+
+class SocketIOSocket(RealtimeSocket):
+    """Engine.IO 4 over a websocket: "0" open, "40" connect, "42[event, data]" events, "2"/"3" ping/pong."""
+
+    @classmethod
+    async def open(cls, ws_url: str, cookie: str, room: str, on_message: OnMessage) -> SocketIOSocket:
+        async with asyncio.timeout(HANDSHAKE_SECONDS):
+            ws = await _open(f"{ws_url}/socket.io/?EIO=4&transport=websocket", cookie)
+            try:
+                await cls._connect_and_join(ws, room)
+            except BaseException:
+                await ws.close()
+                raise
+        sock = cls(ws, room, on_message)
+        sock.reader = asyncio.create_task(sock._read())
+        return sock
+
+    @staticmethod
+    async def _connect_and_join(ws: ClientConnection, room: str) -> None:
+        opening = await ws.recv()
+        if not str(opening).startswith("0"):
+            raise RuntimeError(f"unexpected Engine.IO open packet {opening!r}")
+        await ws.send("40")
+        connected = await ws.recv()
+        if not str(connected).startswith("40"):
+            raise RuntimeError(f"Socket.IO connection refused: {connected!r}")
+        await ws.send("420" + orjson.dumps(["join", {"room": room}]).decode())
+        joined = await ws.recv()
+        if not str(joined).startswith("430") or not orjson.loads(joined[3:])[0].get("ok"):
+            raise RuntimeError(f"join refused: {joined!r}")
+
+    async def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            async for frame in self.ws:
+                received = time.perf_counter()
+                if frame == "2":
+                    await self.ws.send("3")
+                elif frame.startswith("42"):
+                    event, data = orjson.loads(frame[2:])[:2]
+                    if event == "message":
+                        self.on_message(data.get("client_id"), received)
+
+    async def send_message(self, content: str, client_id: str) -> None:
+        frame = ["message", {"room": self.room, "content": content, "client_id": client_id}]
+        await self.ws.send("42" + orjson.dumps(frame).decode())
+
+
+def socket_class(protocol: str) -> type[ChatSocket] | type[SocketIOSocket]:
+    return ChatSocket if protocol == "chat" else SocketIOSocket
+
+
+@dataclass(eq=False)
+class Pair:
+    """A sender and a receiver in their own room; counts what the receiver got, once and more than once."""
+
+    index: int
+    tag: str  # unique per scenario run: a client_id used before would be deduplicated, not delivered
+    sent: dict[str, float] = field(default_factory=dict)  # client_id -> when it was (meant to be) sent
+    received: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    echoes: dict[str, asyncio.Future] = field(default_factory=dict)
+    sender: RealtimeSocket | None = None
+    receiver: RealtimeSocket | None = None
+
+    def on_sender_frame(self, client_id: str | None, received: float) -> None:
+        waiter = self.echoes.pop(client_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(received)
+
+    def on_receiver_frame(self, client_id: str | None, received: float) -> None:
+        if client_id not in self.sent:
+            return
+        self.received[client_id] += 1
+        if self.received[client_id] == 1:
+            self.latencies.append(received - self.sent[client_id])
+
+    async def send(self, number: int, when: float) -> asyncio.Future:
+        client_id = f"{self.tag}-{self.index}-{number}"
+        echo = asyncio.get_running_loop().create_future()
+        self.echoes[client_id] = echo
+        self.sent[client_id] = when
+        await self.sender.send_message(f"real-time message {number}", client_id)
+        return echo
+
+
+async def open_pairs(
+    protocol: str, ws_url: str, cookies: dict[int, str], user_pairs: list[tuple[int, int]]
+) -> list[Pair]:
+    cls = socket_class(protocol)
+    pairs = []
+    tag = uuid.uuid4().hex[:8]
+    for index, (a, b) in enumerate(user_pairs):
+        pair = Pair(index, tag)
+        room = room_of(a, b)
+        pair.receiver = await cls.open(ws_url, cookies[b], room, pair.on_receiver_frame)
+        pair.sender = await cls.open(ws_url, cookies[a], room, pair.on_sender_frame)
+        pairs.append(pair)
+    return pairs
+
+
+async def close_pairs(pairs: list[Pair]) -> None:
+    await asyncio.gather(*(sock.close() for pair in pairs for sock in (pair.sender, pair.receiver) if sock))
+
+
+def _delivery(pairs: list[Pair]) -> dict:
+    sent = sum(len(pair.sent) for pair in pairs)
+    delivered = sum(len(pair.received) for pair in pairs)
+    duplicated = sum(count - 1 for pair in pairs for count in pair.received.values())
+    latencies = [value for pair in pairs for value in pair.latencies]
+    return {
+        "sent": sent,
+        "delivered": delivered,
+        "lost": sent - delivered,
+        "duplicated": duplicated,
+        **latency_summary(latencies),
+    }
+
+
+async def _drain(pairs: list[Pair], seconds: float) -> None:
+    """Wait (at most `seconds`) until every receiver has every message sent to it."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        if all(len(pair.received) >= len(pair.sent) for pair in pairs):
+            return
+        await asyncio.sleep(0.01)
+
+
+async def closed_loop(pairs: list[Pair], seconds: float, echo_timeout: float = 10.0) -> dict:
+    """Each sender sends, waits for its own echo, sends again: delivered msg/s and end-to-end latency."""
+    stop_at = time.perf_counter() + seconds
+    timeouts = 0
+
+    async def run(pair: Pair) -> None:
+        nonlocal timeouts
+        number = 0
+        while time.perf_counter() < stop_at:
+            number += 1
+            echo = await pair.send(number, time.perf_counter())
+            try:
+                await asyncio.wait_for(echo, echo_timeout)
+            except TimeoutError:
+                timeouts += 1
+
+    with CpuMeter() as meter:
+        await asyncio.gather(*(run(pair) for pair in pairs))
+    await _drain(pairs, 5)
+    result = _delivery(pairs)
+    result.update(msg_per_s=round(result["delivered"] / meter.wall, 1), echo_timeouts=timeouts)
+    result.update(seconds=round(meter.wall, 2), client_cpu_pct=meter.percent)
+    return result
+
+
+async def open_loop(pairs: list[Pair], rate: float, seconds: float) -> dict:
+    """Messages at a fixed offered rate, round robin over the pairs, whatever the answers.
+
+    Latency runs from the moment each message was due, not when it left: a server that stalls cannot hide
+    the messages that queued behind the stall (coordinated omission).
+    """
+    start = time.perf_counter() + 0.05
+    total = int(rate * seconds)
+    with CpuMeter() as meter:
+        for number in range(total):
+            due = start + number / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await pairs[number % len(pairs)].send(number, due)
+        await _drain(pairs, 5)
+    result = _delivery(pairs)
+    result.update(offered_per_s=rate, seconds=round(seconds, 2), client_cpu_pct=meter.percent)
+    return result
+
+
+@dataclass
+class FanOut:
+    """Many idle sockets in one room; counts arrivals of one tagged message."""
+
+    expected: int
+    tag: str = "fan-out"
+    arrived: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    last_arrival: float = 0.0
+
+    def on_message(self, client_id: str | None, received: float) -> None:
+        if client_id == self.tag:
+            self.arrived += 1
+            self.last_arrival = received
+            if self.arrived >= self.expected:
+                self.done.set()
+
+
+async def open_idle(
+    protocol: str, ws_url: str, cookies: list[str], room: str, count: int, on_message: OnMessage, parallel: int = 32
+) -> tuple[list[RealtimeSocket], list[str]]:
+    """Open up to `count` sockets, `parallel` handshakes at a time; stops at the first refusals (fd limits)."""
+    cls = socket_class(protocol)
+    sockets: list[RealtimeSocket] = []
+    errors: list[str] = []
+    gate = asyncio.Semaphore(parallel)
+
+    async def one(number: int) -> None:
+        if errors:  # the server takes no more: stop there
+            return
+        async with gate:
+            try:
+                sockets.append(await cls.open(ws_url, cookies[number % len(cookies)], room, on_message))
+            except Exception as exc:  # noqa: BLE001 - reported: how many opened, and why the rest did not
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    await asyncio.gather(*(one(number) for number in range(count)))
+    return sockets, errors
+
+
+async def close_all(sockets: list[RealtimeSocket], parallel: int = 256) -> None:
+    gate = asyncio.Semaphore(parallel)
+
+    async def one(sock: RealtimeSocket) -> None:
+        async with gate:
+            await sock.close()
+
+    await asyncio.gather(*(one(sock) for sock in sockets))
