@@ -8,7 +8,7 @@ from quart import Quart, Response
 from quart_auth import QuartAuth
 from quart_schema import Info, QuartSchema
 
-from .blueprints import auth, messaging, ops, realtime, users
+from .blueprints import auth, messaging, ops, pages, realtime, users
 from .config import instance_secret_key, load_settings
 from .db import close_db, init_db
 from .errors import register_error_handlers
@@ -86,6 +86,6 @@ def create_app(**overrides: Any) -> Quart:
         await app_state.stop()
         await close_db()
 
-    for blueprint in (auth.bp, users.bp, messaging.bp, realtime.bp, ops.bp):
+    for blueprint in (auth.bp, users.bp, messaging.bp, realtime.bp, ops.bp, pages.bp):
         app.register_blueprint(blueprint)
     return app

@@ -148,9 +148,13 @@ class RedisBroker:
         self._healthy = False
         self._wake = asyncio.Event()
         self._stopping = False
+        self._connected = asyncio.Event()
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._run(), name="redis-broker")
+        # serve with a working broker when Redis is there; when it is not, start anyway and keep trying
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), STOP_TIMEOUT)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -244,6 +248,7 @@ class RedisBroker:
         self._pubsub = self._client.pubsub()
         wanted = list(self._refcounts)
         self._healthy = True
+        self._connected.set()
         if wanted:  # sockets that subscribed during the outage were refused: normally nothing here
             await self._pubsub.subscribe(*(self._prefix + channel for channel in wanted))
         log.info("broker connected")

@@ -63,6 +63,15 @@ async def send_message(sender_id: int, receiver_id: int, content: str, client_id
             return existing.public(), False
     await _check_send_rate(sender_id)
     await require_user(receiver_id)
+    # Shielded: when the caller is cancelled mid-send (its client hung up), a message stored by then must
+    # still be published, or the room's live sockets would never get it. The task holds the room lock
+    # until it has published, so the order of publication stays the order of ids.
+    return await asyncio.shield(_store_and_publish(sender_id, receiver_id, content, client_id))
+
+
+async def _store_and_publish(
+    sender_id: int, receiver_id: int, content: str, client_id: str | None
+) -> tuple[dict, bool]:
     room = room_for(sender_id, receiver_id)
     async with room_lock(room):
         try:

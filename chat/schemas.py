@@ -17,6 +17,7 @@ USERNAME_RE = re.compile(r"[A-Za-z0-9._-]{3,80}")  # used with fullmatch: "$" wo
 # in /openapi.json's patterns, where "\s" is JavaScript's and leaves out \x1c-\x1f and \x85.
 SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 EMAIL_RE = re.compile(rf"[^@{SPACE}]+@[^@{SPACE}]+\.[^@{SPACE}]+")
+NO_NUL = r"^[^\x00]*$"
 MAX_CONTENT = 4000
 MAX_EMAIL = 120
 
@@ -63,31 +64,39 @@ def not_blank(value: str) -> str:
 def documented(pattern: str) -> Field:
     """The rule a validator enforces, as the JSON Schema `pattern` that /openapi.json shows clients.
 
-    Only documentation: the validators above decide. Patterns are anchored, so that a fuzzer that
-    generates from the schema (tests/test_fuzz_api.py) produces exactly what the server accepts.
+    Only documentation: the validators decide. Patterns are anchored, so that a fuzzer that generates
+    from the schema (tests/test_fuzz_api.py) produces exactly what the server accepts.
     """
     return Field(json_schema_extra={"pattern": pattern})
 
 
-NO_NUL = r"^[^\x00]*$"
-Text = Annotated[str, Field(strict=True), AfterValidator(clean_text)]
+def text(min_length: int | None = None, max_length: int | None = None, pattern: str = NO_NUL) -> object:
+    """A strict string with length limits checked first (their messages read "at least 8 characters"), then
+    refused if it holds NUL or lone surrogates; `pattern` says what the validators accept, for /openapi.json."""
+    return Annotated[
+        str,
+        Field(strict=True),
+        StringConstraints(min_length=min_length, max_length=max_length),
+        AfterValidator(clean_text),
+        documented(pattern),
+    ]
+
+
+Text = text()
 Id = Annotated[int, Field(strict=True, ge=1, le=MAX_ID), BeforeValidator(integral)]
 Cursor = Annotated[int, Field(strict=True, ge=0, le=MAX_ID), BeforeValidator(integral)]
-Username = Annotated[Text, AfterValidator(valid_username), documented(r"^[A-Za-z0-9._-]{3,80}$")]
+Username = Annotated[text(pattern=r"^[A-Za-z0-9._-]{3,80}$"), AfterValidator(valid_username)]
 Email = Annotated[
-    Text,
-    StringConstraints(max_length=MAX_EMAIL),
+    text(max_length=MAX_EMAIL, pattern=rf"^[^@{SPACE}\x00]+@[^@{SPACE}\x00]+\.[^@{SPACE}\x00]+$"),
     AfterValidator(valid_email),
-    documented(rf"^[^@{SPACE}\x00]+@[^@{SPACE}\x00]+\.[^@{SPACE}\x00]+$"),
 ]
-Password = Annotated[Text, StringConstraints(min_length=8, max_length=128), documented(NO_NUL)]
+Password = text(min_length=8, max_length=128)
+# something besides spaces
 Content = Annotated[
-    Text,
-    StringConstraints(min_length=1, max_length=MAX_CONTENT),
+    text(min_length=1, max_length=MAX_CONTENT, pattern=rf"^[^\x00]*[^{SPACE}\x00][^\x00]*$"),
     AfterValidator(not_blank),
-    documented(rf"^[^\x00]*[^{SPACE}\x00][^\x00]*$"),  # something besides spaces
 ]
-ClientId = Annotated[Text, StringConstraints(min_length=1, max_length=64), documented(NO_NUL)]
+ClientId = text(min_length=1, max_length=64)
 
 
 class Input(BaseModel):
@@ -114,10 +123,10 @@ class LoginIn(Input):
         }
     )
 
-    email: Annotated[Text, StringConstraints(max_length=MAX_EMAIL), documented(NO_NUL)] | None = None
-    username: Annotated[Text, StringConstraints(max_length=80), documented(NO_NUL)] | None = None
+    email: text(max_length=MAX_EMAIL) | None = None
+    username: text(max_length=80) | None = None
     # no minimum here: a login says only "invalid credentials", never which rule a password breaks
-    password: Annotated[Text, StringConstraints(max_length=128), documented(NO_NUL)]
+    password: text(max_length=128)
 
     @model_validator(mode="after")
     def _one_identifier(self) -> LoginIn:
@@ -127,7 +136,7 @@ class LoginIn(Input):
 
 
 class ChangePasswordIn(Input):
-    current_password: Annotated[Text, StringConstraints(max_length=128), documented(NO_NUL)]
+    current_password: text(max_length=128)
     new_password: Password
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import secrets
 import time
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 import bcrypt
 from quart import request
 from quart_auth import Action, AuthUser, Unauthorized, current_user
+from redis.exceptions import RedisError
 
 from .errors import APIError
 from .models import Session, User, utcnow
@@ -96,6 +98,10 @@ async def revoke_session(token: str) -> int | None:
         return None
     await Session.filter(id=session.id).update(revoked_at=utcnow())
     return session.id
+
+
+async def session_active(session_id: int) -> bool:
+    return await Session.exists(id=session_id, revoked_at=None, expires_at__gt=utcnow())
 
 
 async def revoke_other_sessions(user_id: int, keep_session_id: int) -> list[int]:
@@ -191,32 +197,45 @@ class MemoryThrottle:
 
 
 class RedisThrottle:
-    """The same windows in Redis sorted sets, shared by every worker and machine."""
+    """The same windows in Redis sorted sets, shared by every worker and machine.
+
+    While Redis is unreachable each worker counts on its own (MemoryThrottle): limits loosen by the number of
+    workers for that time, rather than every login and send failing.
+    """
 
     def __init__(self, client, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
+        self._fallback = MemoryThrottle()
 
     async def retry_after(self, key: str, limit: int, window: float) -> int | None:
         now = time.time()
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.zremrangebyscore(self._prefix + key, "-inf", now - window)
-            pipe.zrange(self._prefix + key, -limit, -limit, withscores=True)
-            pipe.zcard(self._prefix + key)
-            _, oldest, count = await pipe.execute()
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(self._prefix + key, "-inf", now - window)
+                pipe.zrange(self._prefix + key, -limit, -limit, withscores=True)
+                pipe.zcard(self._prefix + key)
+                _, oldest, count = await pipe.execute()
+        except (OSError, RedisError):
+            return await self._fallback.retry_after(key, limit, window)
         if count < limit or not oldest:
             return None
         return max(1, int(oldest[0][1] + window - now + 0.999))
 
     async def hit(self, key: str, window: float) -> None:
         now = time.time()
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.zadd(self._prefix + key, {secrets.token_hex(8): now})
-            pipe.expire(self._prefix + key, int(window) + 1)
-            await pipe.execute()
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.zadd(self._prefix + key, {secrets.token_hex(8): now})
+                pipe.expire(self._prefix + key, int(window) + 1)
+                await pipe.execute()
+        except (OSError, RedisError):
+            await self._fallback.hit(key, window)
 
     async def reset(self, key: str) -> None:
-        await self._client.delete(self._prefix + key)
+        await self._fallback.reset(key)
+        with contextlib.suppress(OSError, RedisError):
+            await self._client.delete(self._prefix + key)
 
 
 async def throttled(throttle: MemoryThrottle | RedisThrottle, key: str, limit: int, window: float) -> int | None:

@@ -7,6 +7,7 @@ import hashlib
 import os
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -21,6 +22,17 @@ from chat import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
+
+# Debian's Chromium, as the browser tests launch it (`make browser` installs it; Playwright cannot download one here)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 # `CHAT_TEST_BACKEND=postgres` runs the suite on PostgreSQL + Redis (`make test` runs both configurations).
 BACKEND = os.environ.get("CHAT_TEST_BACKEND", "sqlite")
@@ -62,6 +74,19 @@ def backend_settings(workdir: Path) -> dict[str, str]:
         "CHAT_BROKER_URL": REDIS_URL,
         "CHAT_REDIS_PREFIX": f"{tag}:",
     }
+
+
+def database_rows(workdir: Path, sql: str) -> list[tuple]:
+    """Rows of a query on the database of a test's work folder, read outside the server (SQLite file or psql)."""
+    settings = backend_settings(workdir)
+    if not settings:
+        with contextlib.closing(sqlite3.connect(workdir / "instance" / "chat.sqlite3")) as connection:
+            return connection.execute(sql).fetchall()
+    url = settings["CHAT_DATABASE_URL"].replace("postgres://", "postgresql://")
+    out = subprocess.run(["psql", url, "-qAt", "-F", "\t", "-c", sql], check=True, capture_output=True, text=True)
+    return [
+        tuple(int(v) if v.lstrip("-").isdigit() else v for v in line.split("\t")) for line in out.stdout.splitlines()
+    ]
 
 
 def drop_test_databases() -> None:

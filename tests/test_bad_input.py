@@ -4,12 +4,11 @@ error shape, nothing stored. Run through Quart's test client and against a real 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 
 import httpx
 
-from .support import PASSWORD, signed_in_client
+from .support import PASSWORD, database_rows, signed_in_client
 
 MEGABYTE = "x" * 1_000_000
 LONG = "x" * 10_000
@@ -145,11 +144,9 @@ def test_bad_input_against_the_real_server(server):
     alice, _ = signed_in_client(server.base_url, "alice")
     bob, b = signed_in_client(server.base_url, "bob")
     message_id = alice.post("/send-message", json={"receiver_id": b["id"], "content": "the only message"}).json()["id"]
-    database = server.workdir / "instance" / "chat.sqlite3"
 
     def counts() -> dict[str, int]:
-        with sqlite3.connect(database) as connection:
-            return {t: connection.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in COUNTED}  # noqa: S608
+        return {t: database_rows(server.workdir, f"SELECT COUNT(*) FROM {t}")[0][0] for t in COUNTED}  # noqa: S608
 
     before = counts()
     failures = []

@@ -40,6 +40,7 @@ def rows(database: Path, sql: str) -> list[tuple]:
         return connection.execute(sql).fetchall()
 
 
+@pytest.mark.sqlite_only
 def test_migrate_then_createuser_then_serve(tmp_path):
     """What `make run` does, with an account made on the command line."""
     migrated = run_chat(tmp_path, "migrate")
@@ -78,6 +79,7 @@ def test_migrate_then_createuser_then_serve(tmp_path):
     assert "Traceback" not in server.log()
 
 
+@pytest.mark.sqlite_only
 def test_createuser_migrates_a_fresh_database_itself(tmp_path):
     args = ("createuser", "--username", "alice", "--email", "alice@example.org", "--password-stdin")
     result = run_chat(tmp_path, *args, stdin=PASSWORD)

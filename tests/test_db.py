@@ -22,6 +22,7 @@ async def query(sql: str, values: list | None = None) -> list[dict]:
     return await get_connection("default").execute_query_dict(sql, values or [])
 
 
+@pytest.mark.sqlite_only
 async def test_start_up_applies_the_migrations(app):
     tables = {row["name"] for row in await query("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables >= TABLES
@@ -34,11 +35,13 @@ async def test_migrating_again_changes_nothing(app):
     assert len(await query("SELECT name FROM tortoise_migrations")) == 1
 
 
+@pytest.mark.sqlite_only
 async def test_migrate_false_leaves_the_schema_alone(tmp_path):
     async with started_app(tmp_path, migrate=False):
         assert await query("SELECT name FROM sqlite_master WHERE type = 'table'") == []
 
 
+@pytest.mark.sqlite_only
 async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(app):
     assert (await query("PRAGMA journal_mode"))[0]["journal_mode"] == "wal"
     assert (await query("PRAGMA synchronous"))[0]["synchronous"] == 1  # NORMAL
@@ -46,6 +49,7 @@ async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(app):
     assert (await query("PRAGMA foreign_keys"))[0]["foreign_keys"] == 1
 
 
+@pytest.mark.sqlite_only
 async def test_the_database_lives_in_the_instance_folder(app, tmp_path):
     assert (tmp_path / "instance" / "chat.sqlite3").exists()
 
@@ -88,6 +92,7 @@ async def test_deleting_a_user_cascades(app):
         {"order": "-id"},  # newest
     ],
 )
+@pytest.mark.sqlite_only
 async def test_history_pages_are_range_scans_of_the_room_index(app, shape):
     """Paging cost must not grow with the conversation: SQLite must seek (room, id), never sort or scan."""
     filters = {key: value for key, value in shape.items() if key != "order"}
@@ -97,6 +102,7 @@ async def test_history_pages_are_range_scans_of_the_room_index(app, shape):
     assert "TEMP B-TREE" not in plan, plan
 
 
+@pytest.mark.sqlite_only
 async def test_a_database_that_stays_locked_answers_503(tmp_path, monkeypatch):
     monkeypatch.setitem(db.SQLITE_PRAGMAS, "busy_timeout", 50)  # give up quickly: this test holds the lock
     async with started_app(tmp_path) as app:
@@ -115,6 +121,7 @@ async def test_a_database_that_stays_locked_answers_503(tmp_path, monkeypatch):
         await api_register(client, "alice")  # and it recovers once the lock is gone
 
 
+@pytest.mark.sqlite_only
 async def test_the_migration_lock_excludes_other_holders(tmp_path):
     settings = load_settings({"CHAT_INSTANCE_PATH": str(tmp_path)})
     lock_path = tmp_path.resolve() / "chat.sqlite3.migrate.lock"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +14,8 @@ import httpx
 import pytest
 import websockets
 
-from .support import BACKEND, Server, backend_settings, free_port, psql, signed_in_client
+from .support import BACKEND, Server, backend_settings, free_port, psql, signed_in_client, wait_until
+from .ws_support import message_frame, presence_frame, recv_until
 
 pytestmark = pytest.mark.skipif(BACKEND != "postgres", reason="scale-out runs with CHAT_TEST_BACKEND=postgres")
 
@@ -34,29 +34,11 @@ def _folder(path: Path) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def socket(server: Server, client: httpx.Client, room: str, after: int | None = None):
+async def open_socket(server: Server, client: httpx.Client, room: str, after: int | None = None):
     url = f"{server.ws_url}/ws/rooms/{room}" + (f"?after={after}" if after is not None else "")
     headers = {"Cookie": f"chat_session={client.cookies['chat_session']}"}
     async with websockets.connect(url, additional_headers=headers, origin=server.base_url) as ws:
         yield ws
-
-
-async def recv_until(ws, predicate, timeout: float = 10.0) -> dict:
-    async def _next() -> dict:
-        while True:
-            frame = json.loads(await ws.recv())
-            if predicate(frame):
-                return frame
-
-    return await asyncio.wait_for(_next(), timeout)
-
-
-def is_message(content: str):
-    return lambda f: f["type"] == "message" and f["message"]["content"] == content
-
-
-def presence_of(user_id: int, online: bool):
-    return lambda f: f == {"type": "presence", "user_id": user_id, "online": online}
 
 
 def stop_all(*servers: Server) -> None:
@@ -75,34 +57,34 @@ async def test_two_machines_chat_live_with_presence_typing_and_resume(tmp_path):
         alice, a = signed_in_client(one.base_url, "alice")
         bob, b = signed_in_client(two.base_url, "bob")
         room = room_of(a, b)
-        async with socket(one, alice, room) as alice_ws:
-            await recv_until(alice_ws, presence_of(b["id"], False))
-            async with socket(two, bob, room) as bob_ws:
-                await recv_until(alice_ws, presence_of(b["id"], True))  # crossed machines
+        async with open_socket(one, alice, room) as alice_ws:
+            await recv_until(alice_ws, presence_frame(b["id"], False), timeout=15)
+            async with open_socket(two, bob, room) as bob_ws:
+                await recv_until(alice_ws, presence_frame(b["id"], True), timeout=15)  # crossed machines
                 assert {u["username"]: u["online"] for u in alice.get("/get-users").json()["users"]}["bob"]
 
                 await bob_ws.send('{"type": "typing"}')
-                assert (await recv_until(alice_ws, lambda f: f["type"] == "typing")) == {
+                assert (await recv_until(alice_ws, lambda f: f["type"] == "typing", timeout=15)) == {
                     "type": "typing",
                     "user_id": b["id"],
                 }
                 await bob_ws.send('{"type": "message", "content": "from two", "client_id": "b1"}')
-                got = await recv_until(alice_ws, is_message("from two"))
-                echo = await recv_until(bob_ws, is_message("from two"))
+                got = await recv_until(alice_ws, message_frame("from two"), timeout=15)
+                echo = await recv_until(bob_ws, message_frame("from two"), timeout=15)
                 assert got == echo and echo["message"]["client_id"] == "b1"
                 await alice_ws.send('{"type": "message", "content": "from one"}')
-                await recv_until(bob_ws, is_message("from one"))
+                await recv_until(bob_ws, message_frame("from one"), timeout=15)
                 last_seen = got["message"]["id"]
-            await recv_until(alice_ws, presence_of(b["id"], False))
+            await recv_until(alice_ws, presence_frame(b["id"], False), timeout=15)
 
         # alice is away while bob writes on the other machine; she resumes with after
         sent = [
             bob.post("/send-message", json={"receiver_id": a["id"], "content": f"late {i}"}).json() for i in range(5)
         ]
-        async with socket(two, alice, room, after=last_seen) as alice_ws:
+        async with open_socket(two, alice, room, after=last_seen) as alice_ws:
             replayed = []
             while len(replayed) < 6:
-                frame = await recv_until(alice_ws, lambda f: f["type"] == "message")
+                frame = await recv_until(alice_ws, lambda f: f["type"] == "message", timeout=15)
                 replayed.append(frame["message"]["id"])
         stored = [m["id"] for m in alice.get("/get-messages", params={"user_id": b["id"]}).json()["messages"]]
         assert replayed == [i for i in stored if i > last_seen]
@@ -149,9 +131,7 @@ def own_redis(port: int):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                import socket as _socket
-
-                _socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 return proc
             time.sleep(0.05)
         raise TimeoutError("redis-server did not start")
@@ -172,13 +152,6 @@ def own_redis(port: int):
             stop()
 
 
-def wait_for(condition, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 async def test_redis_outage_loses_nothing_and_recovers_without_restart(tmp_path):
     port = free_port()
     with own_redis(port) as (stop_redis, start_redis):
@@ -187,9 +160,9 @@ async def test_redis_outage_loses_nothing_and_recovers_without_restart(tmp_path)
             alice, a = signed_in_client(server.base_url, "alice")
             bob, b = signed_in_client(server.base_url, "bob")
             room = room_of(a, b)
-            async with socket(server, alice, room) as alice_ws:
+            async with open_socket(server, alice, room) as alice_ws:
                 bob.post("/send-message", json={"receiver_id": a["id"], "content": "before"})
-                last_seen = (await recv_until(alice_ws, is_message("before")))["message"]["id"]
+                last_seen = (await recv_until(alice_ws, message_frame("before"), timeout=15))["message"]["id"]
                 stop_redis()
                 # the socket can no longer hear live events: it is told to go, and resumes later
                 with pytest.raises(websockets.ConnectionClosed) as closed:
@@ -202,17 +175,17 @@ async def test_redis_outage_loses_nothing_and_recovers_without_restart(tmp_path)
             assert [r.status_code for r in during] == [201, 201, 201]
             assert alice.get("/healthz").json() == {"status": "ok", "broker": "unavailable"}
             with pytest.raises(websockets.InvalidStatus) as refused:
-                async with socket(server, alice, room, after=last_seen):
+                async with open_socket(server, alice, room, after=last_seen):
                     pass
             assert refused.value.response.status_code == 503
 
             start_redis()
-            wait_for(lambda: alice.get("/healthz").json()["broker"] == "ok")
-            async with socket(server, alice, room, after=last_seen) as alice_ws:
+            wait_until(lambda: alice.get("/healthz").json()["broker"] == "ok")
+            async with open_socket(server, alice, room, after=last_seen) as alice_ws:
                 for i in range(3):
-                    await recv_until(alice_ws, is_message(f"during {i}"))
+                    await recv_until(alice_ws, message_frame(f"during {i}"), timeout=15)
                 bob.post("/send-message", json={"receiver_id": a["id"], "content": "after"})
-                await recv_until(alice_ws, is_message("after"))
+                await recv_until(alice_ws, message_frame("after"), timeout=15)
         finally:
             stop_all(server)
 
@@ -223,13 +196,13 @@ async def test_a_killed_worker_leaves_its_users_online_only_until_expiry(tmp_pat
         alice, a = signed_in_client(one.base_url, "alice")
         bob, b = signed_in_client(two.base_url, "bob")
         room = room_of(a, b)
-        async with socket(two, bob, room) as bob_ws:
-            await recv_until(bob_ws, presence_of(a["id"], False))
-            async with socket(one, alice, room):
-                await recv_until(bob_ws, presence_of(a["id"], True))
+        async with open_socket(two, bob, room) as bob_ws:
+            await recv_until(bob_ws, presence_frame(a["id"], False), timeout=15)
+            async with open_socket(one, alice, room):
+                await recv_until(bob_ws, presence_frame(a["id"], True), timeout=15)
                 os.killpg(one.proc.pid, signal.SIGKILL)  # no goodbye: only the expiry can tell
                 started = time.monotonic()
-                await recv_until(bob_ws, presence_of(a["id"], False), timeout=10)
+                await recv_until(bob_ws, presence_frame(a["id"], False), timeout=10)
                 assert time.monotonic() - started < 3 + 3  # the expiry plus one heartbeat
             users = {u["username"]: u["online"] for u in bob.get("/get-users").json()["users"]}
             assert users["alice"] is False

@@ -27,7 +27,7 @@ from websockets.exceptions import InvalidStatus
 from chat import SESSION_COOKIE, cli
 from chat.tls import https_url
 
-from .support import ROOT, Server, free_port, signed_in_client
+from .support import CHROMIUM, CHROMIUM_ARGS, ROOT, Server, free_port, signed_in_client
 from .tls_clients import H2Client, WebSocketRefused, client_context, h3_client
 
 SHIPPED_CONFIG = ROOT / "hypercorn.toml"
@@ -494,15 +494,6 @@ async def test_a_socket_dropped_without_closing_disturbs_no_other_connection(tls
 # ---------------------------------------------------------------- a real browser
 
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 # In the page: sign up and in through its own origin's fetch (so the Origin check sees https://localhost:port).
 SIGN_UP_JS = """async (name) => {
     const post = (path, body) => fetch(path, {method: "POST", headers: {"Content-Type": "application/json"},
@@ -536,7 +527,7 @@ async def chromium(chromium_home):
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, env={**os.environ, "HOME": str(chromium_home)}
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, env={**os.environ, "HOME": str(chromium_home)}
         )
         try:
             yield await browser.new_context(ignore_https_errors=False)

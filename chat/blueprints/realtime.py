@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import orjson
 from pydantic import ValidationError
 from quart import Blueprint, websocket
-from quart_auth import login_required
+from quart_auth import Unauthorized, login_required
 from tortoise.exceptions import OperationalError
 
 from .. import conversations
@@ -26,12 +26,13 @@ from ..broker import BrokerUnavailable, Event, Subscription
 from ..errors import APIError, validation_fields
 from ..presence import presence_channel, presence_event
 from ..schemas import MAX_ID, ClientId, Content, Cursor, Input
-from ..security import foreign_origin, signed_in
+from ..security import foreign_origin, session_active, signed_in
 from ..state import AppState, state
 
 bp = Blueprint("realtime", __name__)
 
 ROOM_RE = re.compile(r"^dm-([1-9][0-9]{0,9})-([1-9][0-9]{0,9})$")
+AFTER_RE = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
 MAX_FRAME_CHARS = 16 * 1024
 QUEUE_SIZE = 256  # events waiting for one slow connection before it is closed with 1013
 REPLAY_BATCH = 200
@@ -53,9 +54,9 @@ class ReadFrame(Input):
 
 @dataclass(frozen=True, slots=True)
 class Resync:
-    """Ask the writer to send stored messages up to this id (the ack of a repeated client_id)."""
+    """Ask the writer to acknowledge a repeated client_id with the message stored the first time."""
 
-    up_to: int
+    message: dict
 
 
 def parse_room(room: str, me: int) -> int:
@@ -75,7 +76,7 @@ def parse_after() -> int | None:
     raw = websocket.args.get("after")
     if raw is None:
         return None
-    if not raw.isdigit() or int(raw) > MAX_ID:
+    if not AFTER_RE.fullmatch(raw) or int(raw) > MAX_ID:
         raise APIError(400, "validation_error", "after must be a message id (a whole number).")
     return int(raw)
 
@@ -102,6 +103,9 @@ async def room_socket(room: str) -> None:
     except BrokerUnavailable:
         raise APIError(503, "unavailable", "Real-time delivery is down; retry shortly.", {"Retry-After": "1"}) from None
     try:
+        # a logout since the session was checked above published its "revoked" before we listened
+        if not await session_active(me.session_id):
+            raise Unauthorized()
         await websocket.accept()
         connection = Connection(app_state, subscription, room, me.user.id, other)
         await connection.run(after)
@@ -117,6 +121,8 @@ class Connection:
         self.me = me
         self.other = other
         self.last_sent = 0  # highest message id sent on this socket
+        self.first_after = 0  # the stream of this socket sends ids above it, in order
+        self.acknowledged: set[int] = set()  # ids at or below first_after sent as acknowledgements
         self.last_typing = 0.0
 
     async def run(self, after: int) -> None:
@@ -165,12 +171,12 @@ class Connection:
     async def _writer(self, after: int) -> int:
         online = bool(await self.state.presence.online([self.other]))
         await self._send_frame({"type": "presence", "user_id": self.other, "online": online})
-        self.last_sent = after
+        self.first_after = self.last_sent = after
         await self._send_stored()
         while True:
             item = await self.subscription.queue.get()
             if isinstance(item, Resync):
-                await self._send_stored(item.up_to)
+                await self._acknowledge(item.message)
             elif isinstance(item, str):
                 await websocket.send(item)
             elif item.type == "revoked":
@@ -187,6 +193,15 @@ class Connection:
             await self._send_stored(event.message_id - 1)  # fill any gap first, in id order
         await websocket.send(event.text)
         self.last_sent = event.message_id
+
+    async def _acknowledge(self, message: dict) -> None:
+        """Make sure this socket has sent the message of a repeated client_id, once."""
+        if message["id"] <= self.first_after:  # stored before this socket's stream began
+            if message["id"] not in self.acknowledged:
+                self.acknowledged.add(message["id"])
+                await self._send_frame({"type": "message", "message": message})
+        else:
+            await self._send_stored(message["id"])  # sent already, or now, in id order
 
     async def _send_stored(self, up_to: int | None = None) -> None:
         """Send the stored messages of the room after last_sent (up to `up_to`), oldest first."""
@@ -244,7 +259,7 @@ class Connection:
         message, created = await conversations.send_message(self.me, self.other, frame.content, frame.client_id)
         if not created:
             # a repeated client_id: nothing new was published, so acknowledge from the database
-            self.subscription.offer(Resync(message["id"]))
+            self.subscription.offer(Resync(message))
 
     async def _on_typing(self) -> None:
         now = time.monotonic()
