@@ -13,6 +13,7 @@ from .blueprints import auth, messaging, ops, pages, realtime, users
 from .config import instance_secret_key, load_settings
 from .db import close_db, init_db
 from .errors import register_error_handlers
+from .openapi import SECURITY_SCHEMES, SESSION_COOKIE, ChatOpenAPIProvider
 from .security import SessionUser, check_request_origin
 from .state import AppState, build_state, on_sigterm
 from .tls import install_https
@@ -20,7 +21,6 @@ from .web import ChatRequest, OrjsonProvider, json_responses_first
 
 __version__ = "0.1.0"
 
-SESSION_COOKIE = "chat_session"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -52,6 +52,8 @@ def create_app(**overrides: Any) -> Quart:
         swagger_ui_path="/docs",
         redoc_ui_path=None,
         scalar_ui_path=None,
+        security_schemes=SECURITY_SCHEMES,
+        openapi_provider_class=ChatOpenAPIProvider,
     )
     app.json = OrjsonProvider(app)  # after QuartSchema, which installs a provider of its own (the stdlib's json)
     json_responses_first(app)

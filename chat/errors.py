@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from quart import Quart, Response, jsonify, request
 from quart_auth import Unauthorized
 from quart_schema import RequestSchemaValidationError
@@ -25,7 +25,10 @@ class FieldError(BaseModel):
 
 
 class ValidationErrorOut(ErrorOut):
-    fields: list[FieldError]
+    """A 400: `validation_error` lists the fields and what is wrong with each; a body that is not JSON
+    (`invalid_json`) has no fields."""
+
+    fields: list[FieldError] = Field(default_factory=list)
 
 
 class APIError(Exception):

@@ -7,15 +7,27 @@ column should hold; outputs describe what the handlers return, for /openapi.json
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 MAX_ID = 2**31 - 1  # ids are 32-bit in both databases: larger values are simply not found
 USERNAME_RE = re.compile(r"[A-Za-z0-9._-]{3,80}")  # used with fullmatch: "$" would allow a final newline
-EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# Python's whitespace (str.isspace, which str.strip uses), spelled out: the same class then means the same
+# in /openapi.json's patterns, where "\s" is JavaScript's and leaves out \x1c-\x1f and \x85.
+SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+EMAIL_RE = re.compile(rf"[^@{SPACE}]+@[^@{SPACE}]+\.[^@{SPACE}]+")
+NO_NUL = r"^[^\x00]*$"
 MAX_CONTENT = 4000
 MAX_EMAIL = 120
+
+
+def integral(value: object) -> object:
+    """2.0 is the integer 2 in JSON (and in JSON Schema's "integer"): accept it as one. Strings, booleans
+    and 2.5 stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def clean_text(value: str) -> str:
@@ -49,24 +61,41 @@ def not_blank(value: str) -> str:
     return value
 
 
-def text(min_length: int | None = None, max_length: int | None = None) -> object:
+def documented(pattern: str) -> Field:
+    """The rule a validator enforces, as the JSON Schema `pattern` that /openapi.json shows clients.
+
+    Only documentation: the validators decide. Patterns are anchored, so that a fuzzer that generates
+    from the schema (tests/test_fuzz_api.py) produces exactly what the server accepts.
+    """
+    return Field(json_schema_extra={"pattern": pattern})
+
+
+def text(min_length: int | None = None, max_length: int | None = None, pattern: str = NO_NUL) -> object:
     """A strict string with length limits checked first (their messages read "at least 8 characters"), then
-    refused if it holds NUL or lone surrogates."""
+    refused if it holds NUL or lone surrogates; `pattern` says what the validators accept, for /openapi.json."""
     return Annotated[
         str,
         Field(strict=True),
         StringConstraints(min_length=min_length, max_length=max_length),
         AfterValidator(clean_text),
+        documented(pattern),
     ]
 
 
 Text = text()
-Id = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
-Cursor = Annotated[int, Field(strict=True, ge=0, le=MAX_ID)]
-Username = Annotated[Text, AfterValidator(valid_username)]
-Email = Annotated[text(max_length=MAX_EMAIL), AfterValidator(valid_email)]
+Id = Annotated[int, Field(strict=True, ge=1, le=MAX_ID), BeforeValidator(integral)]
+Cursor = Annotated[int, Field(strict=True, ge=0, le=MAX_ID), BeforeValidator(integral)]
+Username = Annotated[text(pattern=r"^[A-Za-z0-9._-]{3,80}$"), AfterValidator(valid_username)]
+Email = Annotated[
+    text(max_length=MAX_EMAIL, pattern=rf"^[^@{SPACE}\x00]+@[^@{SPACE}\x00]+\.[^@{SPACE}\x00]+$"),
+    AfterValidator(valid_email),
+]
 Password = text(min_length=8, max_length=128)
-Content = Annotated[text(min_length=1, max_length=MAX_CONTENT), AfterValidator(not_blank)]
+# something besides spaces
+Content = Annotated[
+    text(min_length=1, max_length=MAX_CONTENT, pattern=rf"^[^\x00]*[^{SPACE}\x00][^\x00]*$"),
+    AfterValidator(not_blank),
+]
 ClientId = text(min_length=1, max_length=64)
 
 
@@ -84,6 +113,16 @@ class RegisterIn(Input):
 
 
 class LoginIn(Input):
+    # an email or a username (or both: the email is used)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["email"], "properties": {"email": {"type": "string"}}},
+                {"required": ["username"], "properties": {"username": {"type": "string"}}},
+            ]
+        }
+    )
+
     email: text(max_length=MAX_EMAIL) | None = None
     username: text(max_length=80) | None = None
     # no minimum here: a login says only "invalid credentials", never which rule a password breaks
@@ -132,6 +171,8 @@ class SendMessageIn(Input):
 
 class MessagesQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
+    # /openapi.json describes these two as one parameter, "cursor", that holds at most one of them
+    exclusive_parameters: ClassVar[tuple[str, tuple[str, ...]]] = ("cursor", ("before", "after"))
 
     user_id: int = Field(ge=1, le=MAX_ID)
     before: int | None = Field(None, ge=0, le=MAX_ID)

@@ -30,7 +30,7 @@ BAD_FOR_TEXT = {**BAD_ANYWHERE, "number": 12345, "float": 1.5, "null": None, "em
 BAD_FOR_ID = {
     **BAD_ANYWHERE,
     "numeric string": "2",
-    "float": 2.0,
+    "float": 2.5,
     "negative": -1,
     "past 32 bits": 2**31,
     "past 64 bits": 2**64,

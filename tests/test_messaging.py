@@ -112,7 +112,7 @@ async def test_send_to_an_unknown_user_is_404(pair):
         ({"receiver_id": 0}, "receiver_id"),
         ({"receiver_id": -1}, "receiver_id"),
         ({"receiver_id": MAX_ID + 1}, "receiver_id"),
-        ({"receiver_id": 2.0}, "receiver_id"),
+        ({"receiver_id": 2.5}, "receiver_id"),
         ({"content": None}, "content"),
     ],
 )

@@ -10,11 +10,12 @@ ENDPOINTS = {
     ("/login", "post"): {"200", "400", "401", "429", "503"},
     ("/logout", "post"): {"204"},
     ("/logout", "get"): {"204"},
-    ("/me", "get"): {"200", "401"},
-    ("/get-users", "get"): {"200", "401"},
-    ("/send-message", "post"): {"201", "200", "400", "401", "404"},
-    ("/get-messages", "get"): {"200", "400", "401", "404"},
-    ("/mark-read", "post"): {"204", "400", "401", "404"},
+    ("/me", "get"): {"200", "401", "503"},
+    ("/get-users", "get"): {"200", "401", "503"},
+    ("/send-message", "post"): {"201", "200", "400", "401", "404", "429", "503"},
+    ("/get-messages", "get"): {"200", "400", "401", "404", "503"},
+    ("/mark-read", "post"): {"204", "400", "401", "404", "503"},
+    ("/change-password", "post"): {"204", "400", "401", "429", "503"},
     ("/healthz", "get"): {"200", "503"},
 }
 REQUEST_FIELDS = {
@@ -63,8 +64,12 @@ async def test_openapi_lists_every_endpoint_with_its_shapes(openapi):
     for path, fields in REQUEST_FIELDS.items():
         body = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert set(resolve(openapi, body)["properties"]) == fields, path
-    parameters = {p["name"] for p in paths["/get-messages"]["get"]["parameters"] if p["in"] == "query"}
-    assert parameters == {"user_id", "before", "after", "limit"}
+    parameters = {p["name"]: p for p in paths["/get-messages"]["get"]["parameters"] if p["in"] == "query"}
+    assert set(parameters) == {"user_id", "cursor", "limit"} and parameters["user_id"]["required"] is True
+    # before and after exclude each other: one form-exploded object parameter that holds at most one of them
+    cursor = parameters["cursor"]
+    assert (cursor["style"], cursor["explode"], cursor["schema"]["maxProperties"]) == ("form", True, 1)
+    assert set(cursor["schema"]["properties"]) == {"before", "after"}
     message = resolve(
         openapi, paths["/send-message"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
     )

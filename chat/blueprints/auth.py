@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, redirect, request
 from quart_auth import current_user, login_required, login_user, logout_user
-from quart_schema import document_response, validate_request
+from quart_schema import document_response, security_scheme, validate_request
 from tortoise.exceptions import IntegrityError
 
 from ..broker import Event
 from ..errors import APIError, ErrorOut, ValidationErrorOut
 from ..models import User
+from ..openapi import SESSION
 from ..schemas import ChangePasswordIn, LoginIn, NoContent, RegisterIn, UserOut
 from ..security import SessionUser, revoke_other_sessions, revoke_session, signed_in, start_session
 from ..state import state
@@ -112,6 +113,7 @@ async def login(data: LoginIn) -> dict:
 
 @bp.route("/logout", methods=["GET", "POST"])
 @document_response(NoContent, 204)
+@document_response(ErrorOut, 503)
 async def logout() -> Response | tuple[str, int]:
     """Revoke this session on the server (not only the cookie). A browser is sent to the login page."""
     if current_user.auth_id:
@@ -124,8 +126,10 @@ async def logout() -> Response | tuple[str, int]:
 
 @bp.get("/me")
 @login_required
+@security_scheme(SESSION)
 @document_response(UserOut, 200)
 @document_response(ErrorOut, 401)
+@document_response(ErrorOut, 503)
 async def me() -> dict:
     return (await signed_in()).user.public()
 
@@ -133,9 +137,12 @@ async def me() -> dict:
 @bp.post("/change-password")
 @login_required
 @validate_request(ChangePasswordIn)
+@security_scheme(SESSION)
+@document_response(NoContent, 204)
 @document_response(ValidationErrorOut, 400)
 @document_response(ErrorOut, 401)
 @document_response(ErrorOut, 429)
+@document_response(ErrorOut, 503)
 async def change_password(data: ChangePasswordIn) -> tuple[str, int]:
     """Change the caller's password (the current one is required); every other session is signed out."""
     me = await signed_in(fresh=True)  # the password hash as stored now, not as a cached session saw it

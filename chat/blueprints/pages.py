@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from quart import Blueprint, Response, redirect, render_template, request
 from quart_auth import current_user
+from quart_schema import hide
 
 from ..schemas import MAX_CONTENT
 
@@ -54,11 +55,13 @@ async def _signed_in_user():
 
 
 @bp.get("/")
+@hide  # HTML for people: not part of the JSON API that /openapi.json describes
 async def index() -> Response:
     return redirect("/chat" if await _signed_in_user() else "/login-page")
 
 
 @bp.get("/login-page")
+@hide
 async def login_page() -> Response | str:
     if await _signed_in_user():
         return redirect("/chat")
@@ -66,6 +69,7 @@ async def login_page() -> Response | str:
 
 
 @bp.get("/register-page")
+@hide
 async def register_page() -> Response | str:
     if await _signed_in_user():
         return redirect("/chat")
@@ -73,6 +77,7 @@ async def register_page() -> Response | str:
 
 
 @bp.get("/chat")
+@hide
 async def chat_page() -> Response | str:
     user = await _signed_in_user()
     if user is None:

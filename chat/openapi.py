@@ -1,0 +1,122 @@
+"""/openapi.json as quart-schema builds it, with what a client (and a schema-driven fuzzer) needs to get it right.
+
+quart-schema leaves out five things that this API has: that bodies and some query parameters are required, that a 204
+has no body, the Retry-After header of 429 and 503 answers, and how operations connect (OpenAPI links:
+the account that /register creates is the one /login signs in and /send-message writes to). It also
+cannot say that two query parameters exclude each other, so those are described as one object
+parameter, which has the same form on the wire (`?before=ID` or `?after=ID`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart_schema import OpenAPIProvider
+
+SESSION_COOKIE = "chat_session"
+# the security scheme of every operation that needs a session (see blueprints: @security_scheme(SESSION))
+SESSION = [{"session": []}]
+# the cookie that POST /login sets; /logout revokes it, /change-password every other one of the account
+SECURITY_SCHEMES = {"session": {"type": "apiKey", "in_": "cookie", "name": SESSION_COOKIE}}
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
+
+_NEWER = {"user_id": "$response.body#/receiver_id", "cursor": {"after": "$response.body#/id"}}
+_OLDER = {"user_id": "$response.body#/receiver_id", "cursor": {"before": "$response.body#/id"}}
+_READ = {"user_id": "$response.body#/receiver_id", "up_to": "$response.body#/id"}
+_SENT_LINKS = {
+    "Conversation": {"operationId": "get_get_messages", "parameters": {"user_id": "$response.body#/receiver_id"}},
+    "NewerMessages": {"operationId": "get_get_messages", "parameters": _NEWER},
+    "OlderMessages": {"operationId": "get_get_messages", "parameters": _OLDER},
+    "MarkRead": {"operationId": "post_mark_read", "requestBody": _READ},
+}
+# (operationId, status) -> the operations that the answer's data feeds
+LINKS: dict[tuple[str, str], dict[str, Any]] = {
+    ("post_register", "201"): {
+        "SignIn": {
+            "operationId": "post_login",
+            "description": "Sign in to the account just created.",
+            "requestBody": {"email": "$request.body#/email", "password": "$request.body#/password"},
+        },
+        "MessageTheNewUser": {
+            "operationId": "post_send_message",
+            "requestBody": {"receiver_id": "$response.body#/id", "content": "hello"},
+        },
+        "ReadConversation": {"operationId": "get_get_messages", "parameters": {"user_id": "$response.body#/id"}},
+    },
+    ("post_send_message", "201"): _SENT_LINKS,
+    ("post_send_message", "200"): _SENT_LINKS,
+}
+
+
+class ChatOpenAPIProvider(OpenAPIProvider):
+    def build_paths(self, rule) -> tuple[dict, dict]:
+        paths, components = super().build_paths(rule)
+        for methods in paths.values():
+            for method, operation in methods.items():
+                # quart-schema shares one responses dict between the methods of a rule: give each its own
+                operation = methods[method] = {**operation, "responses": _finish_responses(operation)}
+                for status, response in operation["responses"].items():
+                    if links := LINKS.get((operation.get("operationId", ""), str(status))):
+                        response["links"] = links
+        return paths, components
+
+    def build_request_body(self, model, source) -> tuple[dict[str, Any], dict[str, Any]]:
+        request_body, definitions = super().build_request_body(model, source)
+        return {**request_body, "required": True}, definitions  # OpenAPI's default is "optional"
+
+    def build_querystring_parameters(self, model) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        parameters, definitions = super().build_querystring_parameters(model)
+        for parameter in parameters:
+            field = model.model_fields.get(parameter["name"])
+            if field is not None and field.is_required():
+                parameter["required"] = True  # pydantic lists required fields on the model, not the property
+        exclusive = getattr(model, "exclusive_parameters", None)
+        if exclusive:
+            name, members = exclusive
+            grouped = [p for p in parameters if p["name"] in members]
+            properties = {p["name"]: _without_null(p["schema"]) for p in grouped}
+            parameters = [p for p in parameters if p["name"] not in members]
+            parameters.append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "style": "form",
+                    "explode": True,  # each member is its own query parameter: ?before=ID or ?after=ID
+                    "description": f"At most one of {', '.join(members)}.",
+                    "schema": {
+                        "type": "object",
+                        "properties": properties,
+                        "additionalProperties": False,
+                        "maxProperties": 1,
+                    },
+                }
+            )
+        return parameters, definitions
+
+
+def _finish_responses(operation: dict) -> dict:
+    responses = {}
+    for status, response in operation["responses"].items():  # statuses are ints here, strings in the JSON
+        status, response = str(status), dict(response)
+        if status == "204":
+            response.pop("content", None)  # no body, so no media type either
+        if status in ("429", "503"):
+            response["headers"] = RETRY_AFTER
+        responses[status] = response
+    return responses
+
+
+def _without_null(schema: dict) -> dict:
+    """`int | None = None` is "absent" on the wire: a query string has no null."""
+    options = [option for option in schema.get("anyOf", []) if option.get("type") != "null"]
+    if len(options) != 1:
+        return schema
+    rest = {key: value for key, value in schema.items() if key not in ("anyOf", "default")}
+    return {**rest, **options[0]}
