@@ -1,0 +1,119 @@
+"""1 worker against 2 on PostgreSQL + Redis: `POST /send-message` throughput, side by side in one run.
+
+    .venv/bin/python -m bench.workers [--seconds 10] [--connections 32] [--users 40]
+
+What the scale-out configuration buys on this machine. Unlike the main harness the server is not pinned: two workers
+need both cores, so they share CPU 1 with wrk (pinned there; its CPU use is reported). Each run gets a fresh PostgreSQL database and Redis prefix;
+bcrypt is lowered to cost 4 for the sign-ups (sends are measured, not logins).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from .httpload import run_wrk
+from .servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PG = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def psql(sql: str) -> None:
+    subprocess.run(["psql", f"{PG}/postgres", "-qAt", "-c", sql], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def chat_on_postgres(workers: int, workdir: Path):
+    database = f"chat_bench_{uuid.uuid4().hex[:8]}"
+    psql(f"CREATE DATABASE {database}")
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CHAT_")}
+    env |= {
+        "CHAT_DATABASE_URL": f"{PG.replace('postgresql://', 'postgres://')}/{database}",
+        "CHAT_BROKER_URL": REDIS,
+        "CHAT_REDIS_PREFIX": f"{database}:",
+        "CHAT_SECRET_KEY": "bench",
+        "CHAT_COOKIE_SECURE": "false",
+        "CHAT_BCRYPT_ROUNDS": "4",
+        "CHAT_SEND_LIMIT": "1000000",
+        "CHAT_INSTANCE_PATH": str(workdir / f"instance-{workers}"),
+    }
+    cmd = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    cmd += ["--worker-class", "uvloop", "chat:create_app()"]
+    log = open(workdir / f"chat-{workers}.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base_url + "/healthz", timeout=2).json().get("broker") == "ok":
+                    break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError((workdir / f"chat-{workers}.log").read_text())
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        log.close()
+        psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def signed_in_pairs(base_url: str, users: int) -> list[tuple[str, int]]:
+    """(cookie, the other person's id) for `users` people in pairs."""
+    people = []
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for index in range(users):
+            name = f"user{index}"
+            body = {"username": name, "email": f"{name}@example.org", "password": "bench password"}
+            user = client.post("/register", json=body).json()
+            response = client.post("/login", json={"username": name, "password": "bench password"})
+            people.append((f"chat_session={response.cookies['chat_session']}", user["id"]))
+    return [(cookie, people[index ^ 1][1]) for index, (cookie, _) in enumerate(people)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--users", type=int, default=40)
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        for workers in (1, 2):
+            with chat_on_postgres(workers, workdir) as base_url:
+                clients = signed_in_pairs(base_url, args.users)
+                wrk_env = {"BENCH_PREFIX": f"w{workers}", "BENCH_WRK_IDS": str(workdir / f"ids-{workers}.txt")}
+                result = run_wrk(base_url, "send.lua", args.seconds, args.connections, clients, workdir, wrk_env)
+                rows.append({"workers": workers, **result})
+    with open(RESULTS / f"workers-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.jsonl", "w") as out:
+        out.writelines(json.dumps(row) + "\n" for row in rows)
+    print("| workers (PostgreSQL + Redis) | send 2xx req/s | p50 ms | p99 ms | non-2xx | wrk CPU % |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['workers']} | {row['ok_per_s']:,.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
+            f"| {row['not_ok']} | {row['client_cpu_pct']} |"
+        )
+    print(f"\n2 workers ÷ 1: {rows[1]['ok_per_s'] / rows[0]['ok_per_s']:.2f}×")
+
+
+if __name__ == "__main__":
+    main()
