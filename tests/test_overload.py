@@ -114,7 +114,7 @@ async def test_1000_clients_chat_without_loss_duplicates_growth_or_leaks(busy_se
     everyone = [c for room in clients.values() for c in room]
     pid = server.proc.pid
     fds_before, rss_before = open_fds(pid), rss_kib(pid)
-    opened = await open_all(everyone, batch=250)
+    opened = await open_all(everyone, batch=100)
     fds_connected = open_fds(pid)
 
     samples: list[tuple[float, int]] = []
