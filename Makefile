@@ -78,7 +78,7 @@ test-sqlite: install
 	$(BIN)/pytest -q
 
 test-postgres: install
-	CHAT_TEST_BACKEND=postgres $(BIN)/pytest -q -m "not browser and not bench"
+	CHAT_TEST_BACKEND=postgres $(BIN)/pytest -q -m "not browser and not bench and not overload"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

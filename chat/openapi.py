@@ -55,7 +55,16 @@ LINKS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+# Blueprints that serve HTML to browsers, not the JSON API that /openapi.json describes (API.md, "Operations").
+HTML_BLUEPRINTS = ("pages",)
+
+
 class ChatOpenAPIProvider(OpenAPIProvider):
+    def generate_rules(self):
+        for rule in super().generate_rules():
+            if rule.endpoint.split(".", 1)[0] not in HTML_BLUEPRINTS:
+                yield rule
+
     def build_paths(self, rule) -> tuple[dict, dict]:
         paths, components = super().build_paths(rule)
         for methods in paths.values():
