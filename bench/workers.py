@@ -2,9 +2,10 @@
 
     .venv/bin/python -m bench.workers [--seconds 10] [--connections 32] [--users 40]
 
-What the scale-out configuration buys on this machine. Unlike the main harness the server is not pinned: two workers
-need both cores, so they share CPU 1 with wrk (pinned there; its CPU use is reported). Each run gets a fresh PostgreSQL database and Redis prefix;
-bcrypt is lowered to cost 4 for the sign-ups (sends are measured, not logins).
+What the scale-out configuration buys on this machine. Unlike the main harness the server is not pinned: two
+workers need both cores, so they share CPU 1 with wrk (pinned there; its CPU use is reported). Each run gets a
+fresh PostgreSQL database and Redis prefix; bcrypt is lowered to cost 4 for the sign-ups (sends are measured,
+not logins).
 """
 
 from __future__ import annotations
