@@ -141,13 +141,14 @@ async def test_a_send_cancelled_mid_insert_is_still_published(app, signup, monke
     _, bob = await signup("bob")
     room = room_for(alice["id"], bob["id"])
     inserting = asyncio.Event()
-    create = Message.create
+    insert = conversations.MessageWriter._insert
 
-    async def slow_create(**fields):
+    async def slow_insert(writer, batch):
         inserting.set()
-        return await create(**fields)
+        await asyncio.sleep(0.05)  # the sender hangs up while its message is being written
+        return await insert(writer, batch)
 
-    monkeypatch.setattr(Message, "create", slow_create)
+    monkeypatch.setattr(conversations.MessageWriter, "_insert", slow_insert)
     async with app.app_context():
         subscription = await state().broker.subscribe((conversations.room_channel(room),), 10)
         send = asyncio.create_task(conversations.send_message(alice["id"], bob["id"], "bye", "c-1"))
