@@ -13,11 +13,18 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_backend():
-    """Drop the PostgreSQL databases and Redis keys a test created (after its servers and apps stopped)."""
+@pytest.fixture(autouse=True, scope="session")
+def _drop_leftover_databases():
+    """What module-scoped servers used goes when the session ends."""
     yield
     drop_test_databases()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_backend(tmp_path):
+    """Drop the PostgreSQL databases and Redis keys of this test's folder (after its servers and apps stopped)."""
+    yield
+    drop_test_databases(under=tmp_path)
 
 
 @pytest.fixture

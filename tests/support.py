@@ -38,7 +38,7 @@ CHROMIUM_ARGS = [
 BACKEND = os.environ.get("CHAT_TEST_BACKEND", "sqlite")
 PG_URL = os.environ.get("CHAT_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("CHAT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-_created_databases: list[str] = []
+_created_databases: dict[str, Path] = {}  # database -> the work folder it serves
 
 
 def psql(sql: str, database: str = "postgres") -> None:
@@ -68,7 +68,7 @@ def backend_settings(workdir: Path) -> dict[str, str]:
     if tag not in _created_databases:
         psql(f"DROP DATABASE IF EXISTS {tag} WITH (FORCE)")
         psql(f"CREATE DATABASE {tag}")
-        _created_databases.append(tag)
+        _created_databases[tag] = workdir
     return {
         "CHAT_DATABASE_URL": f"{PG_URL}/{tag}",
         "CHAT_BROKER_URL": REDIS_URL,
@@ -89,12 +89,19 @@ def database_rows(workdir: Path, sql: str) -> list[tuple]:
     ]
 
 
-def drop_test_databases() -> None:
+def drop_test_databases(under: Path | None = None) -> None:
+    """Drop the databases (and Redis keys) made for work folders below `under` (all of them when None).
+
+    A test's own folder goes when the test ends; a module-scoped server's folder lives on until the session ends.
+    """
     import redis
 
+    doomed = [tag for tag, workdir in _created_databases.items() if under is None or workdir.is_relative_to(under)]
+    if not doomed:
+        return
     client = redis.Redis.from_url(REDIS_URL)
-    while _created_databases:
-        tag = _created_databases.pop()
+    for tag in doomed:
+        del _created_databases[tag]
         psql(f"DROP DATABASE IF EXISTS {tag} WITH (FORCE)")
         keys = list(client.scan_iter(match=f"{tag}:*", count=1000))
         if keys:
