@@ -76,6 +76,16 @@ def backend_settings(workdir: Path) -> dict[str, str]:
     }
 
 
+def app_tracebacks(log: str) -> list[str]:
+    """The tracebacks of a server log that pass through chat's own code.
+
+    hypercorn logs one of its own when its graceful timeout cancels a connection still open at shutdown (a client
+    that never closed): that is the client's doing, not an error of the application.
+    """
+    blocks = log.split("Traceback (most recent call last):")[1:]
+    return [block for block in blocks if "/chat/" in block]
+
+
 def database_rows(workdir: Path, sql: str) -> list[tuple]:
     """Rows of a query on the database of a test's work folder, read outside the server (SQLite file or psql)."""
     settings = backend_settings(workdir)

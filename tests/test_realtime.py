@@ -21,7 +21,7 @@ from chat import conversations
 from chat.blueprints import auth
 from chat.models import room_for
 
-from .support import Server, login
+from .support import Server, app_tracebacks, login
 from .ws_support import (
     Person,
     RawWebsocket,
@@ -46,7 +46,7 @@ def shared_server(tmp_path_factory):
     srv = Server(workdir=tmp_path_factory.mktemp("realtime"), env=env).start()
     yield srv
     srv.stop()
-    assert "Traceback" not in srv.log(), srv.log()
+    assert not app_tracebacks(srv.log()), srv.log()
 
 
 @pytest.fixture

@@ -175,7 +175,7 @@ def test_every_key_of_the_shipped_config_is_a_hypercorn_setting_that_takes(tmp_p
 
 def make_serve_dry_run(*variables: str) -> subprocess.CompletedProcess:
     """`make serve` as the Makefile would run it (-n), without installing or making certificates first."""
-    command = ["make", "-n", "-o", "install", "-o", "certs/server.crt", "serve", *variables]
+    command = ["make", "--no-print-directory", "-n", "-o", "install", "-o", "certs/server.crt", "serve", *variables]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
 
 
