@@ -9,6 +9,7 @@ from quart import Quart, Response
 from quart_auth import QuartAuth
 from quart_schema import Info, QuartSchema
 
+from .asgi_websocket import BoundedWebsocketConnection
 from .blueprints import auth, messaging, ops, pages, realtime, users
 from .config import instance_secret_key, load_settings
 from .db import close_db, init_db
@@ -34,6 +35,7 @@ def create_app(**overrides: Any) -> Quart:
     instance_path = settings.instance_path.resolve()
     app = Quart(__name__, instance_path=str(instance_path))
     app.request_class = ChatRequest
+    app.asgi_websocket_class = BoundedWebsocketConnection  # incoming frames bounded (asgi_websocket.py)
     app.secret_key = settings.secret_key or instance_secret_key(instance_path)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
