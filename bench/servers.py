@@ -124,6 +124,10 @@ def chat_server(workdir: Path, worker_class: str | None) -> Server:
         "CHAT_SECRET_KEY": secrets.token_urlsafe(32),
         # the per-user send limit (100 per 10 s) is a wall for flooding scripts: the bench's 40 users are one
         "CHAT_SEND_LIMIT": "1000000",
+        # and 10 000 idle sockets are opened by a few users
+        "CHAT_WS_PER_SESSION": "10000",
+        "CHAT_WS_PER_USER": "100000",
+        "CHAT_WS_FRAME_RATE": "1000000",
     }
     app = os.environ.get("BENCH_CHAT_APP", "chat:create_app()")  # another entry point, for experiments
     return Server(CHAT, hypercorn_cmd(app, worker_class), env, ROOT, workdir, "chat", db_path)

@@ -51,6 +51,7 @@ def chat_on_postgres(workers: int, workdir: Path):
         "CHAT_COOKIE_SECURE": "false",
         "CHAT_BCRYPT_ROUNDS": "4",
         "CHAT_SEND_LIMIT": "1000000",
+        "CHAT_WS_FRAME_RATE": "1000000",
         "CHAT_INSTANCE_PATH": str(workdir / f"instance-{workers}"),
     }
     cmd = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]

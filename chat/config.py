@@ -45,6 +45,13 @@ class Settings(BaseModel):
     send_limit: int = Field(100, ge=1)
     send_window_seconds: int = Field(10, ge=1)
 
+    # open websockets per session and per user, in each worker: past them a handshake is refused with 429
+    ws_per_session: int = Field(10, ge=1, le=10_000)
+    ws_per_user: int = Field(20, ge=1, le=100_000)
+    # frames a second that one user's sockets are read at together, past a burst (sockets.FrameBudget)
+    ws_frame_rate: float = Field(20.0, gt=0, le=1_000_000)
+    ws_frame_burst: int = Field(60, ge=1, le=1_000_000)
+
     db_pool_size: int = Field(10, ge=1, le=200)  # PostgreSQL connections per worker
     redis_prefix: str = Field("chat:", max_length=64)  # keys and channels: several deployments can share Redis
     presence_ttl_seconds: float = Field(30.0, ge=1, le=3600)  # how long a dead worker's users stay online

@@ -14,6 +14,7 @@ from .broker import Broker, MemoryBroker, RedisBroker
 from .config import Settings
 from .presence import MemoryPresence, Presence, RedisPresence
 from .security import HashGate, MemoryThrottle, RedisThrottle, SessionCache
+from .sockets import SocketLimits
 
 
 @dataclass
@@ -23,6 +24,7 @@ class AppState:
     presence: Presence
     throttle: MemoryThrottle | RedisThrottle
     hash_gate: HashGate
+    sockets: SocketLimits
     redis: object | None = None  # the shared Redis client, when CHAT_BROKER_URL is redis://
     sessions: SessionCache = field(default_factory=SessionCache)  # sessions checked in the last seconds
     message_writer: object | None = None  # conversations.MessageWriter, made on the first send
@@ -46,8 +48,11 @@ class AppState:
 def build_state(settings: Settings) -> AppState:
     """memory:// keeps everything in this process; redis:// shares events, presence and throttling."""
     hash_gate = HashGate(settings.bcrypt_rounds, settings.hash_concurrency, settings.hash_queue)
+    sockets = SocketLimits(
+        settings.ws_per_session, settings.ws_per_user, settings.ws_frame_rate, settings.ws_frame_burst
+    )
     if settings.broker_url.startswith("memory://"):
-        return AppState(settings, MemoryBroker(), MemoryPresence(), MemoryThrottle(), hash_gate)
+        return AppState(settings, MemoryBroker(), MemoryPresence(), MemoryThrottle(), hash_gate, sockets)
     from redis.asyncio import Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
@@ -63,7 +68,7 @@ def build_state(settings: Settings) -> AppState:
     prefix = settings.redis_prefix
     broker = RedisBroker(client, prefix)
     presence = RedisPresence(client, prefix, settings.presence_ttl_seconds, broker)
-    return AppState(settings, broker, presence, RedisThrottle(client, prefix), hash_gate, redis=client)
+    return AppState(settings, broker, presence, RedisThrottle(client, prefix), hash_gate, sockets, redis=client)
 
 
 def state() -> AppState:

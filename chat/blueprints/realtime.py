@@ -4,6 +4,10 @@ Delivery without gaps or duplicates: the connection subscribes to its room BEFOR
 from the database, then sends every message whose id is above the last one it sent, in id order. Each
 connection has one bounded queue and one writer; a client that cannot keep up is closed (1013) and resumes
 from the database with ?after.
+
+What a client sends is bounded too: at most a few frames wait unread (asgi_websocket.py), one user's sockets share
+a frame budget and are limited in number (sockets.py), and each frame type has its own budget (typing is relayed
+once a second, a read marker that would not move costs no query, messages count against the send limit).
 """
 
 from __future__ import annotations
@@ -22,24 +26,29 @@ from quart_auth import Unauthorized, login_required
 from tortoise.exceptions import OperationalError
 
 from .. import conversations
+from ..asgi_websocket import OVERSIZED
 from ..broker import BrokerUnavailable, Event, Subscription
 from ..errors import APIError, validation_fields
 from ..presence import presence_channel, presence_event
 from ..schemas import MAX_ID, ClientId, Content, Cursor, Input
 from ..security import foreign_origin, session_active, signed_in
+from ..sockets import FrameBudget
 from ..state import AppState, state
 
 bp = Blueprint("realtime", __name__)
 
-ROOM_RE = re.compile(r"^dm-([1-9][0-9]{0,9})-([1-9][0-9]{0,9})$")
+ROOM_RE = re.compile(r"dm-([1-9][0-9]{0,9})-([1-9][0-9]{0,9})")  # fullmatch: "$" would let a final "\n" in
 AFTER_RE = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
 MAX_FRAME_CHARS = 16 * 1024
 QUEUE_SIZE = 256  # events waiting for one slow connection before it is closed with 1013
 REPLAY_BATCH = 200
 TYPING_INTERVAL = 1.0  # at most one typing frame relayed per connection per second
 CLOSE_TIMEOUT = 2.0
+CANCEL_RETRY_SECONDS = 1.0
 
 GOING_AWAY, POLICY_VIOLATION, INTERNAL_ERROR, TRY_AGAIN_LATER = 1001, 1008, 1011, 1013
+FLOODING = 4429  # far over the frame budget for a while: reconnect after a pause, and send less
+DROP_NOTICE_INTERVAL = 1.0  # at most one too_many_frames error a second per socket
 log = logging.getLogger(__name__)
 
 
@@ -61,7 +70,7 @@ class Resync:
 
 def parse_room(room: str, me: int) -> int:
     """The other participant's id, or 404 / 403 before the upgrade."""
-    match = ROOM_RE.match(room)
+    match = ROOM_RE.fullmatch(room)
     if match is None:
         raise APIError(404, "room_not_found", "No such room: rooms are named dm-{lower id}-{higher id}.")
     low, high = int(match[1]), int(match[2])
@@ -106,15 +115,34 @@ async def room_socket(room: str) -> None:
         # a logout since the session was checked above published its "revoked" before we listened
         if not await session_active(me.session_id):
             raise Unauthorized()
-        await websocket.accept()
-        connection = Connection(app_state, subscription, room, me.user.id, other)
-        await connection.run(after)
+        budget = app_state.sockets.admit(me.user.id, me.session_id)
+        if budget is None:
+            raise too_many_sockets()
+        try:
+            await websocket.accept()
+            connection = Connection(app_state, subscription, room, me.user.id, other, budget)
+            await connection.run(after)
+        finally:
+            app_state.sockets.release(me.user.id, me.session_id)
     finally:
         await app_state.broker.unsubscribe(subscription)
 
 
+def too_many_sockets() -> APIError:
+    limits = state().sockets
+    return APIError(
+        429,
+        "too_many_sockets",
+        f"At most {limits.per_session} sockets per session and {limits.per_user} per user are open at once; "
+        "close one first.",
+        {"Retry-After": "5"},
+    )
+
+
 class Connection:
-    def __init__(self, app_state: AppState, subscription: Subscription, room: str, me: int, other: int) -> None:
+    def __init__(
+        self, app_state: AppState, subscription: Subscription, room: str, me: int, other: int, budget: FrameBudget
+    ) -> None:
         self.state = app_state
         self.subscription = subscription
         self.room = room
@@ -124,6 +152,9 @@ class Connection:
         self.first_after = 0  # the stream of this socket sends ids above it, in order
         self.acknowledged: set[int] = set()  # ids at or below first_after sent as acknowledgements
         self.last_typing = 0.0
+        self.budget = budget  # shared by this user's sockets in this worker
+        self.read_marker = 0  # the read marker as this socket last set it: a read at or below it changes nothing
+        self.last_drop_notice = 0.0
 
     async def run(self, after: int) -> None:
         came_online = await self.state.presence.connect(self.me)
@@ -132,31 +163,34 @@ class Connection:
                 await self._publish_presence(True)
             tasks = {
                 asyncio.create_task(self._writer(after), name="writer"): None,
-                asyncio.create_task(self._reader(), name="reader"): None,
+                asyncio.create_task(self._reader(), name="reader"): FLOODING,
                 asyncio.create_task(self.subscription.overflowed.wait(), name="overflow"): TRY_AGAIN_LATER,
                 asyncio.create_task(self.state.going_away.wait(), name="going-away"): GOING_AWAY,
             }
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            code = self._close_code(done.pop(), tasks)
+                await cancel_until_done(tasks)
+            code = self._close_code(done, tasks)
             if code is not None:
                 await self._close(code)
         finally:
             if await self.state.presence.disconnect(self.me):
                 await self._publish_presence(False)
 
-    @staticmethod
-    def _close_code(finished: asyncio.Task, codes: dict[asyncio.Task, int | None]) -> int | None:
-        if finished.exception() is not None:
-            log.error("websocket task %s failed", finished.get_name(), exc_info=finished.exception())
-            return INTERNAL_ERROR
-        if finished.get_name() == "writer":
-            return finished.result()  # the writer ends only to close the socket (session revoked)
-        return codes[finished]
+    def _close_code(self, finished: set[asyncio.Task], codes: dict[asyncio.Task, int | None]) -> int | None:
+        """Why the socket ends. Shutdown wins whatever else finished with it: the client then reconnects
+        elsewhere at once, where a 1011 would make it back off."""
+        if self.state.going_away.is_set():
+            return GOING_AWAY
+        for task in finished:
+            if task.exception() is not None:
+                log.error("websocket task %s failed", task.get_name(), exc_info=task.exception())
+                return INTERNAL_ERROR
+        task = next(iter(finished))
+        if task.get_name() == "writer":
+            return task.result()  # the writer ends only to close the socket (session revoked)
+        return codes[task]
 
     async def _publish_presence(self, online: bool) -> None:
         await self.state.broker.publish(presence_event(self.me, online))
@@ -219,8 +253,14 @@ class Connection:
     # ---------------------------------------------------------------- client -> server
 
     async def _reader(self) -> None:
+        """Handle the client's frames; returns only when the client floods (the socket is then closed)."""
         while True:
             data = await websocket.receive()
+            if not self.budget.take():
+                if self.budget.flooding:
+                    return
+                self._notice_drop()
+                continue
             try:
                 await self._handle(data)
             except APIError as exc:
@@ -231,15 +271,26 @@ class Connection:
                 log.warning("websocket frame failed: %s", exc)
                 self._reply_error("unavailable", "The database is busy; send the frame again shortly.")
 
+    def _notice_drop(self) -> None:
+        now = time.monotonic()
+        if now - self.last_drop_notice >= DROP_NOTICE_INTERVAL:
+            self.last_drop_notice = now
+            limits = self.state.sockets
+            self._reply_error(
+                "too_many_frames",
+                f"Frames past {limits.frame_rate:g} a second (after a burst of {limits.frame_burst}) are dropped "
+                "unread; slow down and send again what was not acknowledged.",
+            )
+
     def _reply_error(self, error: str, message: str, **extra: object) -> None:
         # through the queue: the writer is the only task that sends
         self.subscription.offer(orjson.dumps({"type": "error", "error": error, "message": message, **extra}).decode())
 
-    async def _handle(self, data: str | bytes) -> None:
+    async def _handle(self, data: str | bytes | object) -> None:
+        if data is OVERSIZED or (isinstance(data, str) and len(data) > MAX_FRAME_CHARS):
+            raise APIError(413, "frame_too_large", f"Frames are at most {MAX_FRAME_CHARS} characters.")
         if not isinstance(data, str):
             raise APIError(400, "invalid_frame", "Frames are JSON text.")
-        if len(data) > MAX_FRAME_CHARS:
-            raise APIError(413, "frame_too_large", f"Frames are at most {MAX_FRAME_CHARS} characters.")
         try:
             frame = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -250,8 +301,7 @@ class Connection:
         elif kind == "typing":
             await self._on_typing()
         elif kind == "read":
-            read = ReadFrame.model_validate(frame)
-            await conversations.mark_read(self.me, self.other, read.up_to)
+            await self._on_read(ReadFrame.model_validate(frame))
         else:
             raise APIError(400, "unknown_type", "A frame's type is message, typing or read.")
 
@@ -261,9 +311,28 @@ class Connection:
             # a repeated client_id: nothing new was published, so acknowledge from the database
             self.subscription.offer(Resync(message))
 
+    async def _on_read(self, frame: ReadFrame) -> None:
+        if frame.up_to <= self.read_marker:
+            return  # the marker never moves back: nothing to ask the database
+        self.read_marker = await conversations.mark_read(self.me, self.other, frame.up_to)
+
     async def _on_typing(self) -> None:
         now = time.monotonic()
         if now - self.last_typing < TYPING_INTERVAL:
             return
         self.last_typing = now
         await conversations.publish(self.room, {"type": "typing", "user_id": self.me})
+
+
+async def cancel_until_done(tasks) -> None:
+    """Cancel the tasks and wait for them, cancelling again any that is still running a moment later.
+
+    One cancellation is not always enough on Python 3.11: a library that races it against a timeout of its own
+    (asyncio.wait_for, asyncio.timeout) can swallow it, and the task goes on - here a reader back in
+    websocket.receive() for ever, which kept its handler, and so its TCP connection, open until shutdown.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_RETRY_SECONDS)
