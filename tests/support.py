@@ -209,6 +209,27 @@ class Server:
         )
 
 
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def tcp_connections(port: int, state: str = "connected", client_ports: tuple[int, ...] = ()) -> list[str]:
+    """The server side of the TCP connections to a local port (from these client ports only, when given), in one
+    state (ss's names: established, close-wait, ...; by default any in which the server still holds a socket:
+    TIME-WAIT, which the kernel keeps after both sides closed, is left out)."""
+    peers = " or ".join(f"dport = :{client}" for client in client_ports)
+    condition = f"( sport = :{port} )" + (f" and ( {peers} )" if peers else "")
+    out = subprocess.run(["ss", "-Htn", "state", state, condition], check=True, capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.strip() and not line.startswith(("LISTEN", "TIME-WAIT"))]
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 30, what: Callable[[], str] = str) -> None:
     """Poll a condition until it holds; fail with what() after the timeout."""
     deadline = time.monotonic() + timeout

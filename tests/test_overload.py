@@ -6,15 +6,13 @@ server process, not the database)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import resource
 import time
-from pathlib import Path
 
 import pytest
 
-from .support import Server, wait_until
+from .support import Server, open_fds, rss_kib, wait_until
 from .ws_support import Person, ResumingClient, new_person, recv_until
 
 pytestmark = pytest.mark.overload
@@ -24,17 +22,6 @@ SOCKETS_EACH = 5  # 1 000 sockets in all
 STORM = 500
 CHAT_SECONDS = 20
 SEND_EVERY = 6.0  # seconds between one person's messages: ~33 messages a second in all, each to 10 sockets
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 @pytest.fixture

@@ -41,8 +41,8 @@ ALLOWED_ORIGIN = "https://app.example.org"
 
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory):
-    # the volume tests send far faster than a person: lift the per-user send limit
-    env = {"CHAT_ALLOWED_ORIGINS": ALLOWED_ORIGIN, "CHAT_SEND_LIMIT": "1000000"}
+    # the volume tests send far faster than a person: lift the per-user send limit and frame pace
+    env = {"CHAT_ALLOWED_ORIGINS": ALLOWED_ORIGIN, "CHAT_SEND_LIMIT": "1000000", "CHAT_WS_FRAME_RATE": "1000000"}
     srv = Server(workdir=tmp_path_factory.mktemp("realtime"), env=env).start()
     yield srv
     srv.stop()

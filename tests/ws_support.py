@@ -140,13 +140,16 @@ def send_frame(content: str, client_id: str | None = None) -> str:
     return json.dumps({"type": "message", "content": content, "client_id": client_id}, ensure_ascii=False)
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> float:
-    """Poll a (blocking, quick) condition until it holds; returns the seconds it took."""
+async def wait_for(
+    condition: Callable[[], bool], timeout: float, interval: float = 0.05, what: Callable[[], str] = str
+) -> float:
+    """Poll a (blocking, quick) condition until it holds, the event loop running meanwhile; returns the seconds
+    it took."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     while not await asyncio.to_thread(condition):
         if loop.time() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {timeout}s: {what()}")
         await asyncio.sleep(interval)
     return loop.time() - start
 
@@ -297,3 +300,7 @@ class RawWebsocket:
 
     def abort(self) -> None:
         self.writer.transport.abort()
+
+    @property
+    def local_port(self) -> int:
+        return self.writer.get_extra_info("sockname")[1]
