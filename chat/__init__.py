@@ -13,6 +13,7 @@ from .blueprints import auth, messaging, ops, pages, realtime, users
 from .config import instance_secret_key, load_settings
 from .db import close_db, init_db
 from .errors import register_error_handlers
+from .logs import escape_client_text_in_logs
 from .openapi import SECURITY_SCHEMES, SESSION_COOKIE, ChatOpenAPIProvider
 from .security import SessionUser, check_request_origin
 from .state import AppState, build_state, on_sigterm
@@ -31,6 +32,7 @@ SECURITY_HEADERS = {
 def create_app(**overrides: Any) -> Quart:
     """A new, independent application. Keyword arguments override the CHAT_* environment (see config.Settings)."""
     settings = load_settings(**overrides)
+    escape_client_text_in_logs()
     instance_path = settings.instance_path.resolve()
     app = Quart(__name__, instance_path=str(instance_path))
     app.request_class = ChatRequest
