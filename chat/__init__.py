@@ -13,6 +13,7 @@ from .blueprints import auth, messaging, ops, pages, realtime, users
 from .config import instance_secret_key, load_settings
 from .db import close_db, init_db
 from .errors import register_error_handlers
+from .instance import secure_instance_folder
 from .logs import escape_client_text_in_logs
 from .openapi import SECURITY_SCHEMES, SESSION_COOKIE, ChatOpenAPIProvider
 from .security import SessionUser, check_request_origin
@@ -34,6 +35,7 @@ def create_app(**overrides: Any) -> Quart:
     settings = load_settings(**overrides)
     escape_client_text_in_logs()
     instance_path = settings.instance_path.resolve()
+    secure_instance_folder(instance_path)
     app = Quart(__name__, instance_path=str(instance_path))
     app.request_class = ChatRequest
     app.secret_key = settings.secret_key or instance_secret_key(instance_path)

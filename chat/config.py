@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .instance import private_folder
+
 ENV_PREFIX = "CHAT_"
 
 
@@ -130,7 +132,7 @@ def instance_secret_key(instance_path: Path) -> str:
 
     O_EXCL makes concurrent first starts agree: one worker writes, the others read what it wrote.
     """
-    instance_path.mkdir(parents=True, exist_ok=True)
+    private_folder(instance_path)
     key_file = instance_path / "secret_key"
     try:
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
