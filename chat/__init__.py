@@ -13,6 +13,7 @@ from .blueprints import auth, messaging, ops, pages, realtime, users
 from .config import instance_secret_key, load_settings
 from .db import close_db, init_db
 from .errors import register_error_handlers
+from .hosts import install_host_check
 from .instance import secure_instance_folder
 from .logs import escape_client_text_in_logs
 from .openapi import SECURITY_SCHEMES, SESSION_COOKIE, ChatOpenAPIProvider
@@ -63,6 +64,7 @@ def create_app(**overrides: Any) -> Quart:
     json_responses_first(app)
     app.extensions["chat"] = build_state(settings)
     register_error_handlers(app)
+    install_host_check(app, settings.allowed_hosts)  # first: nothing else should act on a foreign Host
     install_https(app, settings)
 
     @app.before_request
