@@ -95,9 +95,8 @@ def test_an_existing_database_keeps_its_content_and_gets_narrowed(tmp_path):
     try:
         with httpx.Client(base_url=server.base_url) as client:
             assert client.post("/login", json={"username": "alice", "password": PASSWORD}).is_success
-        assert {p.name: mode(p) for p in (tmp_path / "instance").glob("chat.sqlite3*")} == {
-            name: 0o600 for name in ("chat.sqlite3", "chat.sqlite3-wal", "chat.sqlite3-shm", "chat.sqlite3.migrate.lock")
-        }
+        files = ("chat.sqlite3", "chat.sqlite3-wal", "chat.sqlite3-shm", "chat.sqlite3.migrate.lock")
+        assert {p.name: mode(p) for p in (tmp_path / "instance").glob("chat.sqlite3*")} == dict.fromkeys(files, 0o600)
     finally:
         server.stop()
     assert "Traceback" not in server.log(), server.log()
