@@ -9,7 +9,7 @@ from quart import Quart, Response
 from quart_auth import QuartAuth
 from quart_schema import Info, QuartSchema
 
-from .blueprints import auth, messaging, ops, pages, realtime, users
+from .blueprints import auth, docs, messaging, ops, pages, realtime, users
 from .config import instance_secret_key, load_settings
 from .db import close_db, init_db
 from .errors import register_error_handlers
@@ -54,7 +54,7 @@ def create_app(**overrides: Any) -> Quart:
         app,
         info=Info(title="chat", version=__version__, description="The chat server's JSON API (see API.md)."),
         openapi_path="/openapi.json",
-        swagger_ui_path="/docs",
+        swagger_ui_path=None,  # /docs is blueprints/docs.py: Swagger UI from this server's own files
         redoc_ui_path=None,
         scalar_ui_path=None,
         security_schemes=SECURITY_SCHEMES,
@@ -98,6 +98,6 @@ def create_app(**overrides: Any) -> Quart:
         await app_state.stop()
         await close_db()
 
-    for blueprint in (auth.bp, users.bp, messaging.bp, realtime.bp, ops.bp, pages.bp):
+    for blueprint in (auth.bp, users.bp, messaging.bp, realtime.bp, ops.bp, pages.bp, docs.bp):
         app.register_blueprint(blueprint)
     return app
