@@ -10,10 +10,13 @@ from quart_auth import QuartAuth
 from quart_schema import Info, QuartSchema
 
 from .asgi_websocket import BoundedWebsocketConnection
-from .blueprints import auth, messaging, ops, pages, realtime, users
+from .blueprints import auth, docs, messaging, ops, pages, realtime, users
 from .config import instance_secret_key, load_settings
 from .db import close_db, init_db
 from .errors import register_error_handlers
+from .hosts import install_host_check
+from .instance import secure_instance_folder
+from .logs import escape_client_text_in_logs
 from .openapi import SECURITY_SCHEMES, SESSION_COOKIE, ChatOpenAPIProvider
 from .security import SessionUser, check_request_origin
 from .state import AppState, build_state, on_sigterm
@@ -32,7 +35,9 @@ SECURITY_HEADERS = {
 def create_app(**overrides: Any) -> Quart:
     """A new, independent application. Keyword arguments override the CHAT_* environment (see config.Settings)."""
     settings = load_settings(**overrides)
+    escape_client_text_in_logs()
     instance_path = settings.instance_path.resolve()
+    secure_instance_folder(instance_path)
     app = Quart(__name__, instance_path=str(instance_path))
     app.request_class = ChatRequest
     app.asgi_websocket_class = BoundedWebsocketConnection  # incoming frames bounded (asgi_websocket.py)
@@ -51,7 +56,7 @@ def create_app(**overrides: Any) -> Quart:
         app,
         info=Info(title="chat", version=__version__, description="The chat server's JSON API (see API.md)."),
         openapi_path="/openapi.json",
-        swagger_ui_path="/docs",
+        swagger_ui_path=None,  # /docs is blueprints/docs.py: Swagger UI from this server's own files
         redoc_ui_path=None,
         scalar_ui_path=None,
         security_schemes=SECURITY_SCHEMES,
@@ -61,6 +66,7 @@ def create_app(**overrides: Any) -> Quart:
     json_responses_first(app)
     app.extensions["chat"] = build_state(settings)
     register_error_handlers(app)
+    install_host_check(app, settings.allowed_hosts)  # first: nothing else should act on a foreign Host
     install_https(app, settings)
 
     @app.before_request
@@ -94,6 +100,6 @@ def create_app(**overrides: Any) -> Quart:
         await app_state.stop()
         await close_db()
 
-    for blueprint in (auth.bp, users.bp, messaging.bp, realtime.bp, ops.bp, pages.bp):
+    for blueprint in (auth.bp, users.bp, messaging.bp, realtime.bp, ops.bp, pages.bp, docs.bp):
         app.register_blueprint(blueprint)
     return app

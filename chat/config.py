@@ -10,6 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .hosts import HOST, normal_host
+from .instance import private_folder
+
 ENV_PREFIX = "CHAT_"
 
 
@@ -26,6 +29,8 @@ class Settings(BaseModel):
     secret_key: str | None = None  # None: generated once and kept in the instance folder
     cookie_secure: bool = True
     allowed_origins: tuple[str, ...] = ()
+    # Host names (optionally :port) this server answers for; empty: any. See chat/hosts.py.
+    allowed_hosts: tuple[str, ...] = ()
     migrate: bool = True
 
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
@@ -89,6 +94,19 @@ class Settings(BaseModel):
             return origins
         return value
 
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            hosts = tuple(normal_host(part.strip()) for part in value if part.strip())
+            for host in hosts:
+                if not HOST.fullmatch(host):
+                    raise ValueError(f"{host!r} is not a host name like chat.example.org or chat.example.org:8443")
+            return hosts
+        return value
+
     @property
     def sqlite_path(self) -> Path | None:
         url = self.resolved_database_url
@@ -137,7 +155,7 @@ def instance_secret_key(instance_path: Path) -> str:
 
     O_EXCL makes concurrent first starts agree: one worker writes, the others read what it wrote.
     """
-    instance_path.mkdir(parents=True, exist_ok=True)
+    private_folder(instance_path)
     key_file = instance_path / "secret_key"
     try:
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -17,6 +17,7 @@ from tortoise.connection import get_connection
 from tortoise.migrations.executor import MigrationExecutor
 
 from .config import Settings
+from .instance import PRIVATE_FOLDER, private_file, private_sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,7 @@ PG_MIGRATION_LOCK_KEY = 0x63686174  # "chat"
 def tortoise_config(settings: Settings) -> dict:
     url = settings.resolved_database_url
     if url.startswith("sqlite://") and url != "sqlite://:memory:":
-        path = Path(url.removeprefix("sqlite://").split("?", 1)[0])
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = private_sqlite_file(Path(url.removeprefix("sqlite://").split("?", 1)[0]))
         url = f"sqlite://{path}?{urlencode(SQLITE_PRAGMAS)}"
     elif settings.is_postgres:
         sep = "&" if "?" in url else "?"
@@ -136,8 +136,8 @@ async def migration_lock(settings: Settings) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def _file_lock(path: Path) -> AsyncIterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:  # noqa: ASYNC230 - opening a lock file does not block
+    path.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+    with open(private_file(path), "a+") as handle:  # noqa: ASYNC230 - opening a lock file does not block
         # flock blocks: wait for it in a thread so the event loop stays free
         await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
         try:
