@@ -16,7 +16,7 @@ from chat.security import HashGate, hash_password_sync
 async def test_hashes_run_in_threads_that_yield_to_the_event_loop():
     gate = HashGate(rounds=4, concurrency=1, queue=4)
     try:
-        policy = await asyncio.get_running_loop().run_in_executor(gate._executor, os.sched_getscheduler, 0)
+        policy = await asyncio.get_running_loop().run_in_executor(gate.sign_in._executor, os.sched_getscheduler, 0)
         assert policy == os.SCHED_IDLE
         assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the loop's own thread keeps its priority
         assert await gate.check("a password", hash_password_sync("a password", 4))
@@ -30,7 +30,7 @@ async def test_a_hash_that_would_wait_past_max_wait_is_refused_at_once():
     try:
         first = asyncio.create_task(gate.check("slow", slow_hash))
         await first  # teaches the gate how long a hash takes
-        gate._seconds_per_hash = 0.3  # as if each hash took 0.3 s
+        gate.sign_in._seconds_per_hash = 0.3  # as if each hash took 0.3 s
         running = [asyncio.create_task(gate.check("slow", slow_hash)) for _ in range(2)]
         await asyncio.sleep(0)
         started = time.monotonic()
