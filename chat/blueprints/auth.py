@@ -13,7 +13,14 @@ from ..errors import APIError, ErrorOut, ValidationErrorOut
 from ..models import User
 from ..openapi import SESSION
 from ..schemas import ChangePasswordIn, LoginIn, NoContent, RegisterIn, UserOut
-from ..security import SessionUser, revoke_other_sessions, revoke_session, signed_in, start_session
+from ..security import (
+    SessionUser,
+    cross_site_navigation,
+    revoke_other_sessions,
+    revoke_session,
+    signed_in,
+    start_session,
+)
 from ..state import state
 
 bp = Blueprint("auth", __name__)
@@ -99,9 +106,15 @@ async def login(data: LoginIn) -> dict:
 
 @bp.route("/logout", methods=["GET", "POST"])
 @document_response(NoContent, 204)
+@document_response(NoContent, 303)
 @document_response(ErrorOut, 503)
 async def logout() -> Response | tuple[str, int]:
-    """Revoke this session on the server (not only the cookie). A browser is sent to the login page."""
+    """Revoke this session on the server (not only the cookie). A browser is sent to the login page.
+
+    A GET that another site sent (a link, an image) signs nobody out: it is sent to a page whose button does.
+    """
+    if request.method == "GET" and cross_site_navigation(state().settings.allowed_origins):
+        return redirect("/logout-page", 303)
     if current_user.auth_id:
         await _end_session(current_user.auth_id)
     logout_user()
