@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import math
 import os
 import secrets
 import threading
@@ -282,8 +283,11 @@ async def signed_in(fresh: bool = False) -> SignedIn:
 
 
 def _wait_until_out(oldest: float, window: float, now: float) -> int:
-    """Whole seconds (at least 1) until a hit made at `oldest` leaves the window."""
-    return max(1, int(oldest + window - now + 0.999))
+    """Whole seconds (1 to the window's) until a hit made at `oldest` leaves the window.
+
+    Never more than the window: a concurrent caller's hit may carry a time a little after this caller's `now`.
+    """
+    return min(max(1, int(oldest + window - now + 0.999)), math.ceil(window))
 
 
 class MemoryThrottle:

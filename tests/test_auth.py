@@ -299,6 +299,20 @@ async def test_session_cookie_flags_default_to_secure(tmp_path):
         assert flags["samesite"].strip().lower() == "samesite=lax"
 
 
+async def test_the_device_cookie_is_flagged_like_the_session_cookie(tmp_path):
+    async with started_app(tmp_path, cookie_secure=True) as app:
+        client = app.test_client()
+        await api_register(client, "alice")
+        response = await client.post("/login", json={"username": "alice", "password": PASSWORD}, scheme="https")
+        parts = {
+            part.strip().split("=")[0].lower(): part.strip() for part in set_cookie(response, "chat_device").split(";")
+        }
+        assert "httponly" in parts and "secure" in parts and parts["samesite"].lower() == "samesite=lax"
+        assert int(parts["max-age"].split("=")[1]) >= 30 * 24 * 3600  # outlives sessions: it vouches for the browser
+        failed = await client.post("/login", json={"username": "alice", "password": "guess guess"}, scheme="https")
+        assert "chat_device" not in " ".join(failed.headers.getlist("Set-Cookie"))  # only a success earns one
+
+
 async def test_session_cookie_without_secure_when_configured(client):
     await api_register(client, "alice")
     response = await client.post("/login", json={"username": "alice", "password": PASSWORD})

@@ -45,3 +45,22 @@ async def test_a_hash_that_would_wait_past_max_wait_is_refused_at_once():
 
 def test_hash_concurrency_defaults_to_the_cores_this_process_may_use():
     assert load_settings({}).hash_concurrency == len(usable_cpus())
+
+
+async def test_sign_ups_fill_only_their_own_lane_and_never_refuse_a_sign_in():
+    # issue 11: 40 sign-ups filled the gate and every sign-in meanwhile got 503
+    gate = HashGate(rounds=10, concurrency=2, queue=4)  # sign-in lane: 2 threads + 4 waiting; sign-up: 1 + 2
+    stored = hash_password_sync("the password", 4)
+    try:
+        sign_ups = [asyncio.create_task(gate.hash(f"sign-up {n}")) for n in range(3)]
+        await asyncio.sleep(0)  # all three admitted: the sign-up lane is full
+        with pytest.raises(APIError) as refused:
+            await gate.hash("one more sign-up")
+        assert refused.value.status == 503
+        checks = await asyncio.gather(*(gate.check("the password", stored) for _ in range(6)))
+        assert checks == [True] * 6  # a full lane's worth of sign-ins, none refused
+        await asyncio.gather(*sign_ups)
+        policy = await asyncio.get_running_loop().run_in_executor(gate.sign_up._executor, os.sched_getscheduler, 0)
+        assert policy == os.SCHED_IDLE
+    finally:
+        gate.close()
