@@ -42,9 +42,13 @@ class Settings(BaseModel):
     # ... and at most this many wait; more are answered 503 at once instead of queueing without bound.
     hash_queue: int = Field(16, ge=0, le=10_000)
 
-    login_account_failures: int = Field(5, ge=1)  # failed logins per account per window
+    # failed logins per account name per client address (or per trusted browser) per window: see attempts.py
+    login_account_failures: int = Field(5, ge=1)
     login_address_failures: int = Field(100, ge=1)  # per client address: generous, NATs are shared
     login_window_seconds: int = Field(15 * 60, ge=1)
+    # sign-ups per client address per window (a taken name or email counts as a failed login too)
+    register_address_limit: int = Field(20, ge=1)
+    register_window_seconds: int = Field(3600, ge=1)
 
     # per user, over HTTP and websockets together: generous for people, a wall for a flooding script
     send_limit: int = Field(100, ge=1)

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import math
 import os
 import secrets
 import threading
@@ -55,33 +56,24 @@ def _lowest_cpu_priority() -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
-class HashGate:
-    """Runs bcrypt off the event loop: a bounded number at once, at the lowest CPU priority, with a bounded wait.
+class _Lane:
+    """One budget of the HashGate: its own threads, its own waiting places, its own measure of a hash's time."""
 
-    A hash costs ~0.25 s of a core. Its threads run SCHED_IDLE, so the event loop (and every socket it serves)
-    takes the core back the moment it has work: a flood of logins gets what live traffic leaves, instead of
-    slowing every message. A login that would wait more than `max_wait` seconds (judged by how long recent hashes
-    took, which grows when the loop leaves little) or finds the queue full is answered 503 at once, rather than
-    pile up in a queue that answers a minute later.
-    """
-
-    def __init__(self, rounds: int, concurrency: int, queue: int, max_wait: float = HASH_MAX_WAIT) -> None:
-        self.rounds = rounds
-        self.concurrency = concurrency
+    def __init__(self, name: str, threads: int, queue: int, max_wait: float) -> None:
+        self.threads = threads
         self.max_wait = max_wait
-        self._slots = asyncio.Semaphore(concurrency)
-        self._capacity = concurrency + queue
+        self._slots = asyncio.Semaphore(threads)
+        self._capacity = threads + queue
         self._admitted = 0
         self._seconds_per_hash = 0.0  # moving average of recent hashes, from the moment each got a thread
-        self._dummy_hash: str | None = None
-        self._executor = ThreadPoolExecutor(concurrency, "bcrypt", initializer=_lowest_cpu_priority)
+        self._executor = ThreadPoolExecutor(threads, f"bcrypt-{name}", initializer=_lowest_cpu_priority)
 
     def expected_wait(self) -> float:
         """Seconds a hash admitted now would wait for a thread."""
-        waiting = max(0, self._admitted - self.concurrency + 1)
-        return waiting / self.concurrency * self._seconds_per_hash
+        waiting = max(0, self._admitted - self.threads + 1)
+        return waiting / self.threads * self._seconds_per_hash
 
-    async def _run(self, func, *args):
+    async def run(self, func, *args):
         if self._admitted >= self._capacity or self.expected_wait() > self.max_wait:
             raise APIError(503, "busy", "The server is busy signing people in; retry shortly.", {"Retry-After": "1"})
         self._admitted += 1
@@ -100,17 +92,44 @@ class HashGate:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+
+class HashGate:
+    """Runs bcrypt off the event loop: a bounded number at once, at the lowest CPU priority, with a bounded wait.
+
+    A hash costs ~0.25 s of a core. Its threads run SCHED_IDLE, so the event loop (and every socket it serves)
+    takes the core back the moment it has work: a flood of logins gets what live traffic leaves, instead of
+    slowing every message. A login that would wait more than `max_wait` seconds (judged by how long recent hashes
+    took, which grows when the loop leaves little) or finds the queue full is answered 503 at once, rather than
+    pile up in a queue that answers a minute later.
+
+    Checks (sign-ins) and new hashes (sign-ups, new passwords) have separate lanes: a flood of sign-ups fills
+    only its own, about half as large, and never a place that a sign-in could take (issue 11 saw every sign-in
+    503ed during one). The sign-up lane's threads are extra ones: while both lanes are busy a sign-in shares
+    the cores with at most half as many sign-up hashes, so it is slower, never refused for them.
+    """
+
+    def __init__(self, rounds: int, concurrency: int, queue: int, max_wait: float = HASH_MAX_WAIT) -> None:
+        self.rounds = rounds
+        self.sign_in = _Lane("sign-in", concurrency, queue, max_wait)
+        self.sign_up = _Lane("sign-up", (concurrency + 1) // 2, (queue + 1) // 2, max_wait)
+        self._dummy_hash: str | None = None
+
+    def close(self) -> None:
+        self.sign_in.close()
+        self.sign_up.close()
+
     async def hash(self, password: str) -> str:
-        return await self._run(hash_password_sync, password, self.rounds)
+        """A new hash (a sign-up, a new password): in the sign-up lane."""
+        return await self.sign_up.run(hash_password_sync, password, self.rounds)
 
     async def check(self, password: str, password_hash: str | None) -> bool:
         """Check a password; with no hash (unknown user) spend the same time on a dummy one."""
         if password_hash is None:
-            if self._dummy_hash is None:
-                self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
-            await self._run(check_password_sync, password, self._dummy_hash)
+            if self._dummy_hash is None:  # made in the sign-in lane: a sign-up flood must not refuse it
+                self._dummy_hash = await self.sign_in.run(hash_password_sync, secrets.token_urlsafe(16), self.rounds)
+            await self.sign_in.run(check_password_sync, password, self._dummy_hash)
             return False
-        return await self._run(check_password_sync, password, password_hash)
+        return await self.sign_in.run(check_password_sync, password, password_hash)
 
 
 # ---------------------------------------------------------------- sessions
@@ -263,21 +282,30 @@ async def signed_in(fresh: bool = False) -> SignedIn:
 # ---------------------------------------------------------------- throttling
 
 
+def _wait_until_out(oldest: float, window: float, now: float) -> int:
+    """Whole seconds (1 to the window's) until a hit made at `oldest` leaves the window.
+
+    Never more than the window: a concurrent caller's hit may carry a time a little after this caller's `now`.
+    """
+    return min(max(1, int(oldest + window - now + 0.999)), math.ceil(window))
+
+
 class MemoryThrottle:
     """Counts of events (failed logins, sent messages) in sliding windows, per key, in this process.
 
     RedisThrottle keeps the same windows in Redis when workers share one (CHAT_BROKER_URL=redis://).
+    Each hit is (time, slot): `take` names its hit so that `give_back` can remove exactly that one.
     """
 
     def __init__(self) -> None:
-        self._hits: dict[str, deque[float]] = {}
+        self._hits: dict[str, deque[tuple[float, str]]] = {}
         self._writes = 0
 
-    def _recent(self, key: str, window: float, now: float) -> deque[float]:
+    def _recent(self, key: str, window: float, now: float) -> deque[tuple[float, str]]:
         stamps = self._hits.get(key)
         if stamps is None:
             return deque()
-        while stamps and stamps[0] <= now - window:
+        while stamps and stamps[0][0] <= now - window:
             stamps.popleft()
         if not stamps:
             del self._hits[key]
@@ -289,18 +317,51 @@ class MemoryThrottle:
         stamps = self._recent(key, window, now)
         if len(stamps) < limit:
             return None
-        return max(1, int(stamps[-limit] + window - now + 0.999))
+        return _wait_until_out(stamps[-limit][0], window, now)
 
-    async def hit(self, key: str, window: float) -> None:
+    async def hit(self, key: str, window: float, slot: str = "") -> None:
         now = time.monotonic()
-        self._hits.setdefault(key, deque()).append(now)
+        self._hits.setdefault(key, deque()).append((now, slot))
         self._writes += 1
         if self._writes % 1024 == 0:  # forget keys whose hits all expired, so memory stays bounded
             for stale in list(self._hits):
                 self._recent(stale, window, now)
 
+    async def take(self, key: str, limit: int, window: float, slot: str) -> int | None:
+        """Count a hit named `slot` if `key` is under `limit`, as one step; else the seconds to wait.
+
+        Atomic in this process: nothing awaits between the check and the count, so concurrent callers can
+        never take more than `limit` (a check now and a hit after the password check let 9 of 20 through).
+        """
+        if wait := await self.retry_after(key, limit, window):
+            return wait
+        await self.hit(key, window, slot)
+        return None
+
+    async def give_back(self, key: str, slot: str) -> None:
+        """Undo one `take` (the attempt turned out not to be a failure)."""
+        stamps = self._hits.get(key)
+        if stamps is not None:
+            for entry in [entry for entry in stamps if entry[1] == slot]:
+                stamps.remove(entry)
+
     async def reset(self, key: str) -> None:
         self._hits.pop(key, None)
+
+
+# Check and count in one step inside Redis: concurrent workers can never take more than the limit together.
+# KEYS[1]: the sorted set; ARGV: now, window, limit, slot. Returns nil when taken, else the score of the hit
+# whose expiry frees a place.
+_TAKE_SCRIPT = """
+local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= limit then
+  return redis.call('ZRANGE', KEYS[1], -limit, -limit, 'WITHSCORES')[2]
+end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('EXPIRE', KEYS[1], math.ceil(window) + 1)
+return false
+"""
 
 
 class RedisThrottle:
@@ -314,6 +375,7 @@ class RedisThrottle:
         self._client = client
         self._prefix = prefix
         self._fallback = MemoryThrottle()
+        self._take_script = client.register_script(_TAKE_SCRIPT)
 
     async def retry_after(self, key: str, limit: int, window: float) -> int | None:
         now = time.time()
@@ -327,7 +389,7 @@ class RedisThrottle:
             return await self._fallback.retry_after(key, limit, window)
         if count < limit or not oldest:
             return None
-        return max(1, int(oldest[0][1] + window - now + 0.999))
+        return _wait_until_out(oldest[0][1], window, now)
 
     async def hit(self, key: str, window: float) -> None:
         now = time.time()
@@ -338,6 +400,19 @@ class RedisThrottle:
                 await pipe.execute()
         except (OSError, RedisError):
             await self._fallback.hit(key, window)
+
+    async def take(self, key: str, limit: int, window: float, slot: str) -> int | None:
+        now = time.time()
+        try:
+            oldest = await self._take_script(keys=[self._prefix + key], args=[now, window, limit, slot])
+        except (OSError, RedisError):
+            return await self._fallback.take(key, limit, window, slot)
+        return None if oldest is None else _wait_until_out(float(oldest), window, now)
+
+    async def give_back(self, key: str, slot: str) -> None:
+        await self._fallback.give_back(key, slot)
+        with contextlib.suppress(OSError, RedisError):
+            await self._client.zrem(self._prefix + key, slot)
 
     async def reset(self, key: str) -> None:
         await self._fallback.reset(key)
@@ -360,6 +435,28 @@ def origin_allowed(origin: str | None, host: str, allowed: tuple[str, ...]) -> b
         return True
     parts = urlsplit(origin)
     return parts.scheme in ("http", "https") and parts.netloc == host.lower()
+
+
+def _origin_of(url: str) -> str | None:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+
+
+def cross_site_navigation(allowed: tuple[str, ...]) -> bool:
+    """Did another site send this request (a link, an <img>, a redirect)? Only a browser says so.
+
+    Sec-Fetch-Site is the browser's own verdict ("none": typed or bookmarked by the user); older browsers are
+    judged by Origin, then Referer (our Referrer-Policy, same-origin, lets our own pages send it). A request
+    with none of them (curl, a native client) is no navigation from another site.
+    """
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    for claimed in (request.headers.get("Origin"), request.headers.get("Referer")):
+        if claimed:
+            origin = claimed if claimed == "null" else _origin_of(claimed)
+            return origin is None or not origin_allowed(origin, request.host, allowed)
+    return False
 
 
 # ---------------------------------------------------------------- request guards

@@ -16,7 +16,7 @@ from chat.security import HashGate, hash_password_sync
 async def test_hashes_run_in_threads_that_yield_to_the_event_loop():
     gate = HashGate(rounds=4, concurrency=1, queue=4)
     try:
-        policy = await asyncio.get_running_loop().run_in_executor(gate._executor, os.sched_getscheduler, 0)
+        policy = await asyncio.get_running_loop().run_in_executor(gate.sign_in._executor, os.sched_getscheduler, 0)
         assert policy == os.SCHED_IDLE
         assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the loop's own thread keeps its priority
         assert await gate.check("a password", hash_password_sync("a password", 4))
@@ -30,7 +30,7 @@ async def test_a_hash_that_would_wait_past_max_wait_is_refused_at_once():
     try:
         first = asyncio.create_task(gate.check("slow", slow_hash))
         await first  # teaches the gate how long a hash takes
-        gate._seconds_per_hash = 0.3  # as if each hash took 0.3 s
+        gate.sign_in._seconds_per_hash = 0.3  # as if each hash took 0.3 s
         running = [asyncio.create_task(gate.check("slow", slow_hash)) for _ in range(2)]
         await asyncio.sleep(0)
         started = time.monotonic()
@@ -45,3 +45,22 @@ async def test_a_hash_that_would_wait_past_max_wait_is_refused_at_once():
 
 def test_hash_concurrency_defaults_to_the_cores_this_process_may_use():
     assert load_settings({}).hash_concurrency == len(usable_cpus())
+
+
+async def test_sign_ups_fill_only_their_own_lane_and_never_refuse_a_sign_in():
+    # issue 11: 40 sign-ups filled the gate and every sign-in meanwhile got 503
+    gate = HashGate(rounds=10, concurrency=2, queue=4)  # sign-in lane: 2 threads + 4 waiting; sign-up: 1 + 2
+    stored = hash_password_sync("the password", 4)
+    try:
+        sign_ups = [asyncio.create_task(gate.hash(f"sign-up {n}")) for n in range(3)]
+        await asyncio.sleep(0)  # all three admitted: the sign-up lane is full
+        with pytest.raises(APIError) as refused:
+            await gate.hash("one more sign-up")
+        assert refused.value.status == 503
+        checks = await asyncio.gather(*(gate.check("the password", stored) for _ in range(6)))
+        assert checks == [True] * 6  # a full lane's worth of sign-ins, none refused
+        await asyncio.gather(*sign_ups)
+        policy = await asyncio.get_running_loop().run_in_executor(gate.sign_up._executor, os.sched_getscheduler, 0)
+        assert policy == os.SCHED_IDLE
+    finally:
+        gate.close()

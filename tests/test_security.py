@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 
 import pytest
 
 from chat import security
 from chat.errors import APIError
-from chat.security import HashGate, MemoryThrottle, check_password_sync, hash_password_sync, origin_allowed
+from chat.security import (
+    HashGate,
+    MemoryThrottle,
+    RedisThrottle,
+    check_password_sync,
+    hash_password_sync,
+    origin_allowed,
+)
+
+from .support import BACKEND, REDIS_URL
 
 
 def test_hashes_are_bcrypt_and_salted():
@@ -121,3 +131,31 @@ async def test_the_throttle_forgets_expired_keys(monkeypatch):
 )
 def test_origin_allowed(origin, host, allowed, expected):
     assert origin_allowed(origin, host, allowed) is expected
+
+
+async def test_take_checks_and_counts_in_one_step_and_gives_back_one_place():
+    throttle = MemoryThrottle()
+    taken = await asyncio.gather(*(throttle.take("k", 5, 60, f"slot{n}") for n in range(20)))
+    assert taken.count(None) == 5 and all(isinstance(wait, int) and wait >= 1 for wait in taken if wait is not None)
+    await throttle.give_back("k", "slot0")
+    assert await throttle.take("k", 5, 60, "again") is None  # exactly the place given back
+    assert await throttle.take("k", 5, 60, "more") is not None
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="needs the Redis of the PostgreSQL + Redis pass")
+async def test_redis_take_is_atomic_across_concurrent_callers():
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    prefix = f"chat_test_take_{secrets.token_hex(4)}:"
+    throttles = [RedisThrottle(client, prefix) for _ in range(4)]  # as four workers
+    try:
+        taken = await asyncio.gather(*(throttles[n % 4].take("k", 5, 60, f"slot{n}") for n in range(20)))
+        assert taken.count(None) == 5, taken
+        assert all(1 <= wait <= 60 for wait in taken if wait is not None)
+        assert await client.zcard(prefix + "k") == 5
+        await throttles[0].give_back("k", "slot0")
+        assert await client.zcard(prefix + "k") == 4
+    finally:
+        await client.delete(prefix + "k")
+        await client.aclose()

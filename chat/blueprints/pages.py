@@ -76,6 +76,13 @@ async def register_page() -> Response | str:
     return await render_template("register.html")
 
 
+@bp.get("/logout-page")
+@hide
+async def logout_page() -> str:
+    """Where a sign-out link from another site lands (GET /logout): only this page's own button signs out."""
+    return await render_template("logout.html", me=await _signed_in_user())
+
+
 @bp.get("/chat")
 @hide
 async def chat_page() -> Response | str:
