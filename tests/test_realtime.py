@@ -167,6 +167,7 @@ async def test_refused_before_the_upgrade(shared_server, pair, person):
         f"dm-{high}-{low}",  # not in order
         f"dm-0{low}-{high}",
         f"dm-{low}-{high}-1",
+        f"dm-{low}-{high}%0A",  # a final newline: "$" would have let it through
         f"dm-{low}-{2**31}",  # past any id
         f"dm-{low}-{'9' * 40}",
         f"dm-{low}",
