@@ -162,22 +162,16 @@ def remember_device(user: User) -> None:
 # ---------------------------------------------------------------- the budgets
 
 
-def too_many_sign_ins(seconds: int) -> APIError:
-    return APIError(
-        429,
-        "too_many_attempts",
-        f"Too many failed sign-in attempts; try again in {seconds} seconds.",
-        {"Retry-After": str(seconds)},
-    )
+def _too_many(attempts: str) -> Callable[[int], APIError]:
+    def refusal(seconds: int) -> APIError:
+        message = f"Too many {attempts}; try again in {seconds} seconds."
+        return APIError(429, "too_many_attempts", message, {"Retry-After": str(seconds)})
+
+    return refusal
 
 
-def too_many_sign_ups(seconds: int) -> APIError:
-    return APIError(
-        429,
-        "too_many_attempts",
-        f"Too many sign-up attempts from this address; try again in {seconds} seconds.",
-        {"Retry-After": str(seconds)},
-    )
+too_many_sign_ins = _too_many("failed sign-in attempts")
+too_many_sign_ups = _too_many("sign-up attempts from this address")
 
 
 def _address_failures(address: str) -> Budget:
