@@ -66,7 +66,8 @@ class BoundedWebsocketConnection(ASGIWebsocketConnection):
         while True:
             event = await receive()
             if event["type"] == "websocket.receive":
-                message = event.get("bytes") or event.get("text") or ""
+                # not `bytes or text`: an empty binary frame (b"", text None) is binary, not the text ""
+                message = event["bytes"] if event.get("bytes") is not None else event.get("text") or ""
                 if len(message) > MAX_QUEUED_FRAME_BYTES:
                     message = OVERSIZED
                 await self.queue.put(message)  # waits while the handler is behind: backpressure, not memory

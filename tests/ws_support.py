@@ -264,15 +264,21 @@ class RawWebsocket:
         return cls(reader, writer)
 
     def send_text(self, text: str) -> None:
-        payload = text.encode()
+        self._send(0x81, text.encode())
+
+    def send_binary(self, payload: bytes) -> None:
+        self._send(0x82, payload)
+
+    def _send(self, first: int, payload: bytes) -> None:
+        """One masked frame: `first` is its first byte (FIN and the opcode)."""
         mask = os.urandom(4)
         length = len(payload)
         if length < 126:
-            header = struct.pack("!BB", 0x81, 0x80 | length)
+            header = struct.pack("!BB", first, 0x80 | length)
         elif length < 2**16:
-            header = struct.pack("!BBH", 0x81, 0x80 | 126, length)
+            header = struct.pack("!BBH", first, 0x80 | 126, length)
         else:
-            header = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
+            header = struct.pack("!BBQ", first, 0x80 | 127, length)
         masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
         self.writer.write(header + mask + masked)
 
