@@ -184,6 +184,7 @@ class RedisBroker:
 
     async def subscribe(self, channels: tuple[str, ...], queue_size: int) -> Subscription:
         if not self._healthy:
+            log.warning("subscription refused: the broker is not connected")
             raise BrokerUnavailable()
         new = [channel for channel in channels if channel not in self._refcounts]
         for channel in channels:
@@ -227,6 +228,7 @@ class RedisBroker:
             self._wake.set()
             await asyncio.wait_for(asyncio.gather(*waits), SUBSCRIBE_TIMEOUT)
         except (OSError, RedisError, TimeoutError) as exc:
+            log.warning("subscribing to %d channels failed: %r", len(channels), exc)
             raise BrokerUnavailable() from exc
 
     async def _run(self) -> None:
@@ -246,6 +248,11 @@ class RedisBroker:
             await self._pubsub.aclose()
         await self._client.ping()
         self._pubsub = self._client.pubsub()
+        # Take the pub/sub connection now, before any socket subscribes: redis-py takes it on the first
+        # SUBSCRIBE, and two first SUBSCRIBEs at once each took a connection of their own. The reader then
+        # listened on one of them, and what the other subscribed was never confirmed (the socket refused
+        # with 503) nor delivered (tests/test_broker.py reproduces it).
+        await self._pubsub.connect()
         wanted = list(self._refcounts)
         self._healthy = True
         self._connected.set()

@@ -10,10 +10,12 @@ import orjson
 import pytest
 
 from chat import conversations
-from chat.broker import Event, MemoryBroker
+from chat.broker import Event, MemoryBroker, RedisBroker
 from chat.models import Message, room_for
 from chat.presence import MemoryPresence
 from chat.state import on_sigterm, state
+
+from .support import BACKEND, REDIS_URL
 
 
 def message_event(room: str, message_id: int) -> Event:
@@ -159,3 +161,34 @@ async def test_a_send_cancelled_mid_insert_is_still_published(app, signup, monke
         event = await asyncio.wait_for(subscription.queue.get(), 5)
         stored = await Message.get(sender_id=alice["id"], client_id="c-1")
     assert event.message_id == stored.id
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="needs the Redis of the PostgreSQL + Redis pass")
+async def test_first_subscriptions_made_at_once_share_one_redis_connection_and_all_deliver():
+    """Twenty sockets subscribe at the same moment to a broker that has just connected. redis-py takes the pub/sub
+    connection on the first SUBSCRIBE, so without the broker taking it first, the simultaneous first SUBSCRIBEs
+    each took a connection of their own: the reader listened on one, and the others' channels were never
+    confirmed (their sockets refused with 503) nor delivered. Runs against the suite's Redis."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    prefix = f"chat-test-{os.getpid()}-{id(client)}:"
+    broker = RedisBroker(client, prefix)
+    await broker.start()
+    try:
+        # as on a busy server: the pool's idle connection is in use, so taking one means connecting a new one
+        busy = await client.connection_pool.get_connection()
+        try:
+            subscriptions = await asyncio.gather(
+                *(broker.subscribe((f"room:first-{number}", f"presence:{number}"), 16) for number in range(20))
+            )
+        finally:
+            await client.connection_pool.release(busy)
+        for number in range(20):
+            await broker.publish(message_event(f"first-{number}", number + 1))
+        for number, subscription in enumerate(subscriptions):
+            event = await asyncio.wait_for(subscription.queue.get(), 5)
+            assert event.message_id == number + 1
+    finally:
+        await broker.stop()
+        await client.aclose()
