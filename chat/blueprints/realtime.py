@@ -25,7 +25,7 @@ from quart import Blueprint, websocket
 from quart_auth import Unauthorized, login_required
 from tortoise.exceptions import OperationalError
 
-from .. import conversations
+from .. import accounts, conversations
 from ..asgi_websocket import OVERSIZED
 from ..broker import BrokerUnavailable, Event, Subscription
 from ..errors import APIError, validation_fields
@@ -106,13 +106,13 @@ async def room_socket(room: str) -> None:
         after = await conversations.newest_id(room)
 
     # subscribe first: whatever is published from now on is queued, whatever was stored before is replayed
-    channels = (conversations.room_channel(room), presence_channel(other), f"session:{me.session_id}")
+    channels = (conversations.room_channel(room), presence_channel(other), accounts.session_channel(me.session_id))
     try:
         subscription = await app_state.broker.subscribe(channels, QUEUE_SIZE)
     except BrokerUnavailable:
         raise APIError(503, "unavailable", "Real-time delivery is down; retry shortly.", {"Retry-After": "1"}) from None
     try:
-        # a logout since the session was checked above published its "revoked" before we listened
+        # a logout since the session was checked above announced it before we listened
         if not await session_active(me.session_id):
             raise Unauthorized()
         budget = app_state.sockets.admit(me.user.id, me.session_id)
@@ -213,7 +213,7 @@ class Connection:
                 await self._acknowledge(item.message)
             elif isinstance(item, str):
                 await websocket.send(item)
-            elif item.type == "revoked":
+            elif item.type == accounts.SESSION_REVOKED:
                 return POLICY_VIOLATION
             elif item.type == "message":
                 await self._send_message_event(item)
