@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
@@ -19,7 +19,7 @@ from tortoise.transactions import in_transaction
 from .broker import Broker, Event
 from .db import param, param_prefix
 from .errors import APIError
-from .models import Message, ReadMarker, User, room_for, utcnow
+from .models import MESSAGE_FIELDS, Message, MessageJSON, ReadMarker, User, message_json, room_for, utcnow
 from .state import state
 
 log = logging.getLogger(__name__)
@@ -104,16 +104,10 @@ class _Pending:
     def room(self) -> str:
         return room_for(self.sender_id, self.receiver_id)
 
-    def payload(self, message_id: int) -> dict:  # the shape of Message.public()
-        return {
-            "id": message_id,
-            "sender_id": self.sender_id,
-            "receiver_id": self.receiver_id,
-            "room": self.room,
-            "content": self.content,
-            "timestamp": self.timestamp.astimezone(UTC).isoformat(),
-            "client_id": self.client_id,
-        }
+    def payload(self, message_id: int) -> MessageJSON:
+        return message_json(
+            message_id, self.sender_id, self.receiver_id, self.room, self.content, self.timestamp, self.client_id
+        )
 
     def settle(self, result: dict | None = None, error: BaseException | None = None) -> None:
         if self.stored.done():  # the sender gave up waiting (its request was cancelled)
@@ -259,7 +253,7 @@ async def messages_after(room: str, after: int, limit: int, up_to: int | None = 
     return await _page(room, after=after, up_to=up_to, limit=limit)
 
 
-MESSAGE_COLUMNS = "id, sender_id, receiver_id, room, content, timestamp, client_id"
+MESSAGE_COLUMNS = ", ".join(MESSAGE_FIELDS)
 
 
 async def _page(
@@ -270,8 +264,8 @@ async def _page(
     before: int | None = None,
     up_to: int | None = None,
     newest_first: bool = False,
-) -> list[dict]:
-    """Messages of a room in id order (or newest first) within the bounds, as Message.public() dicts.
+) -> list[MessageJSON]:
+    """Messages of a room in id order (or newest first) within the bounds, as message_json() builds them.
 
     Plain SQL, not the ORM: building the query and a model per row was most of a history page's time.
     """
@@ -288,20 +282,7 @@ async def _page(
         f" ORDER BY id {'DESC' if newest_first else 'ASC'} LIMIT {mark}{len(values)}"
     )
     rows = await get_connection("default").execute_query_dict(sql, values)
-    for row in rows:
-        row["timestamp"] = _iso_utc(row["timestamp"])
-    return rows
-
-
-def _iso_utc(value: datetime | str) -> str:
-    """The stored timestamp as Message.public() gives it (SQLite hands back text, PostgreSQL a datetime)."""
-    if isinstance(value, str):
-        if value.endswith("+00:00") and value[10:11] == " ":  # as chat writes it: the ISO form is one letter away
-            return f"{value[:10]}T{value[11:]}"
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:  # stored without an offset: UTC, as the ORM reads it
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat()
+    return [message_json(**row) for row in rows]
 
 
 async def newest_id(room: str) -> int:
