@@ -19,7 +19,8 @@ from tortoise.transactions import in_transaction
 from .broker import Broker, Event
 from .db import param, param_prefix
 from .errors import APIError
-from .models import MESSAGE_FIELDS, Message, MessageJSON, ReadMarker, User, message_json, room_for, utcnow
+from .models import MESSAGE_FIELDS, Message, MessageJSON, ReadMarker, User, message_json, utcnow
+from .rooms import Room, direct_room_name_sql
 from .state import state
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,8 @@ async def require_user(user_id: int) -> None:
     known.add(user_id)
 
 
-def room_channel(room: str) -> str:
-    return f"room:{room}"
-
-
-async def publish(room: str, frame: dict) -> None:
-    await state().broker.publish(Event.build(room_channel(room), frame))
+async def publish(room: Room, frame: dict) -> None:
+    await state().broker.publish(Event.build(room.channel, frame))
 
 
 async def send_message(sender_id: int, receiver_id: int, content: str, client_id: str | None) -> tuple[dict, bool]:
@@ -101,12 +98,12 @@ class _Pending:
     stored: asyncio.Future  # the message dict, or None when (sender_id, client_id) was stored already
 
     @property
-    def room(self) -> str:
-        return room_for(self.sender_id, self.receiver_id)
+    def room(self) -> Room:
+        return Room.direct(self.sender_id, self.receiver_id)
 
     def payload(self, message_id: int) -> MessageJSON:
         return message_json(
-            message_id, self.sender_id, self.receiver_id, self.room, self.content, self.timestamp, self.client_id
+            message_id, self.sender_id, self.receiver_id, self.room.name, self.content, self.timestamp, self.client_id
         )
 
     def settle(self, result: dict | None = None, error: BaseException | None = None) -> None:
@@ -180,7 +177,7 @@ class MessageWriter:
             message = pending.payload(message_id)
             frame = {"type": "message", "message": message}
             try:
-                await self._broker.publish(Event.build(room_channel(pending.room), frame))
+                await self._broker.publish(Event.build(pending.room.channel, frame))
             except Exception:  # stored all the same: sockets replay it from the database when they resume
                 log.exception("publishing message %s failed", message_id)
             pending.settle(message)
@@ -193,7 +190,7 @@ class MessageWriter:
         for number, pending in enumerate(batch):
             first = number * len(columns) + 1
             rows.append("(" + ", ".join(f"{mark}{first + i}" for i in range(len(columns))) + ")")
-            values += [pending.sender_id, pending.receiver_id, pending.room, pending.content]
+            values += [pending.sender_id, pending.receiver_id, pending.room.name, pending.content]
             values += [pending.timestamp, pending.client_id]
         sql = (
             f"INSERT INTO messages ({', '.join(columns)}) VALUES {', '.join(rows)}"  # noqa: S608 - markers only
@@ -228,8 +225,8 @@ def _match_returned(batch: list[_Pending], returned: list[dict]) -> list[int | N
     return ids
 
 
-def _room_lock_key(room: str) -> int:
-    return int.from_bytes(hashlib.blake2b(room.encode(), digest_size=8).digest(), "big", signed=True)
+def _room_lock_key(room: Room) -> int:
+    return int.from_bytes(hashlib.blake2b(room.name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 async def history(
@@ -240,7 +237,7 @@ async def history(
     Every shape is a range scan of the (room, id) index, so page cost does not grow with the conversation.
     """
     await require_user(other)
-    room = room_for(me, other)
+    room = Room.direct(me, other)
     if after is not None:
         rows = await _page(room, after=after, limit=limit + 1)
         return rows[:limit], len(rows) > limit
@@ -248,7 +245,7 @@ async def history(
     return rows[:limit][::-1], len(rows) > limit
 
 
-async def messages_after(room: str, after: int, limit: int, up_to: int | None = None) -> list[dict]:
+async def messages_after(room: Room, after: int, limit: int, up_to: int | None = None) -> list[dict]:
     """Stored messages of a room with after < id (<= up_to), oldest first: the websocket's replay."""
     return await _page(room, after=after, up_to=up_to, limit=limit)
 
@@ -257,7 +254,7 @@ MESSAGE_COLUMNS = ", ".join(MESSAGE_FIELDS)
 
 
 async def _page(
-    room: str,
+    room: Room,
     *,
     limit: int,
     after: int | None = None,
@@ -270,7 +267,7 @@ async def _page(
     Plain SQL, not the ORM: building the query and a model per row was most of a history page's time.
     """
     mark = param_prefix()
-    values: list = [room]
+    values: list = [room.name]
     conditions = [f"room = {mark}1"]
     for operator, bound in ((">", after), ("<", before), ("<=", up_to)):
         if bound is not None:
@@ -285,8 +282,8 @@ async def _page(
     return [message_json(**row) for row in rows]
 
 
-async def newest_id(room: str) -> int:
-    return await Message.filter(room=room).order_by("-id").first().values_list("id", flat=True) or 0
+async def newest_id(room: Room) -> int:
+    return await Message.filter(room=room.name).order_by("-id").first().values_list("id", flat=True) or 0
 
 
 async def mark_read(me: int, other: int, up_to: int) -> int:
@@ -296,13 +293,13 @@ async def mark_read(me: int, other: int, up_to: int) -> int:
     Returns the marker after the move; a `read` frame goes to the room when it moved.
     """
     await require_user(other)
-    room = room_for(me, other)
+    room = Room.direct(me, other)
     up_to = min(up_to, await newest_id(room))
-    moved = await _advance_marker(me, room, up_to)
+    moved = await _advance_marker(me, room.name, up_to)
     if moved:
         await publish(room, {"type": "read", "user_id": me, "up_to": up_to})
         return up_to
-    marker = await ReadMarker.get_or_none(user_id=me, room=room).values_list("up_to", flat=True)
+    marker = await ReadMarker.get_or_none(user_id=me, room=room.name).values_list("up_to", flat=True)
     return marker or 0
 
 
@@ -326,10 +323,7 @@ async def users_with_unread(me: int) -> list[dict]:
     starts at my marker, so its cost follows the unread messages, not the length of the conversation.
     """
     me_ = param(1)
-    room = (
-        f"'dm-' || CASE WHEN u.id < {me_} THEN u.id ELSE {me_} END"
-        f" || '-' || CASE WHEN u.id < {me_} THEN {me_} ELSE u.id END"
-    )
+    room = direct_room_name_sql("u.id", me_)
     sql = f"""
         SELECT u.id AS id, u.username AS username,
           (SELECT COUNT(*) FROM messages m

@@ -14,10 +14,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def room_for(a: int, b: int) -> str:
-    return f"dm-{min(a, b)}-{max(a, b)}"
-
-
 class MessageJSON(TypedDict):
     """A message as the API and the websockets send it. message_json() alone builds one; schemas.MessageOut
     (its documentation) and the raw-SQL history (its columns) derive from this, so a new field goes here."""
@@ -109,7 +105,7 @@ class Message(Model):
     receiver: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="received_messages", on_delete=fields.CASCADE
     )
-    room = fields.CharField(max_length=100)
+    room = fields.CharField(max_length=100)  # rooms.Room.name
     content = fields.TextField()
     timestamp = fields.DatetimeField(default=utcnow)
     client_id = fields.CharField(max_length=64, null=True)

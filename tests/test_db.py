@@ -11,7 +11,8 @@ from tortoise.exceptions import IntegrityError
 
 from chat import db
 from chat.config import load_settings
-from chat.models import Message, ReadMarker, User, room_for
+from chat.models import Message, ReadMarker, User
+from chat.rooms import room_for
 
 from .support import api_register, assert_error, started_app
 

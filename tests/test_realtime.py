@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from chat import accounts, conversations
-from chat.models import room_for
+from chat.rooms import room_for
 
 from .support import Server, app_tracebacks, login
 from .ws_support import (
