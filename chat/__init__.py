@@ -19,7 +19,8 @@ from .instance import secure_instance_folder
 from .logs import escape_client_text_in_logs
 from .openapi import SECURITY_SCHEMES, SESSION_COOKIE, ChatOpenAPIProvider
 from .security import SessionUser, check_request_origin
-from .state import AppState, build_state, on_sigterm
+from .services import build_state
+from .state import AppState, on_sigterm
 from .tls import install_https
 from .web import ChatRequest, OrjsonProvider, json_responses_first
 

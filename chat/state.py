@@ -7,14 +7,16 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from quart import current_app
 
-from .broker import Broker, MemoryBroker, RedisBroker
-from .config import Settings
-from .presence import MemoryPresence, Presence, RedisPresence
-from .security import HashGate, MemoryThrottle, RedisThrottle, SessionCache
-from .sockets import SocketLimits
+if TYPE_CHECKING:  # services.build_state makes them: security imports state() at run time, not the reverse
+    from .broker import Broker
+    from .config import Settings
+    from .presence import Presence
+    from .security import HashGate, SessionCache, Throttle
+    from .sockets import SocketLimits
 
 
 @dataclass
@@ -22,11 +24,11 @@ class AppState:
     settings: Settings
     broker: Broker
     presence: Presence
-    throttle: MemoryThrottle | RedisThrottle
+    throttle: Throttle
     hash_gate: HashGate
     sockets: SocketLimits
+    sessions: SessionCache  # sessions checked in the last seconds
     redis: object | None = None  # the shared Redis client, when CHAT_BROKER_URL is redis://
-    sessions: SessionCache = field(default_factory=SessionCache)  # sessions checked in the last seconds
     message_writer: object | None = None  # conversations.MessageWriter, made on the first send
     known_users: set[int] = field(default_factory=set)  # ids seen to exist (see conversations.require_user)
     # set when the server begins to shut down: open websockets close with 1001
@@ -43,32 +45,6 @@ class AppState:
         await self.broker.stop()
         if self.redis is not None:
             await self.redis.aclose()
-
-
-def build_state(settings: Settings) -> AppState:
-    """memory:// keeps everything in this process; redis:// shares events, presence and throttling."""
-    hash_gate = HashGate(settings.bcrypt_rounds, settings.hash_concurrency, settings.hash_queue)
-    sockets = SocketLimits(
-        settings.ws_per_session, settings.ws_per_user, settings.ws_frame_rate, settings.ws_frame_burst
-    )
-    if settings.broker_url.startswith("memory://"):
-        return AppState(settings, MemoryBroker(), MemoryPresence(), MemoryThrottle(), hash_gate, sockets)
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    # no silent retries inside redis-py: an outage must surface at once so that sockets resume from the database
-    client = Redis.from_url(
-        settings.broker_url,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        socket_keepalive=True,
-        retry=Retry(NoBackoff(), 0),
-    )
-    prefix = settings.redis_prefix
-    broker = RedisBroker(client, prefix)
-    presence = RedisPresence(client, prefix, settings.presence_ttl_seconds, broker)
-    return AppState(settings, broker, presence, RedisThrottle(client, prefix), hash_gate, sockets, redis=client)
 
 
 def state() -> AppState:
