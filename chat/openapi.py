@@ -13,7 +13,8 @@ from typing import Any
 
 from quart_schema import OpenAPIProvider
 
-SESSION_COOKIE = "chat_session"
+from .security import SESSION_COOKIE
+
 # the security scheme of every operation that needs a session (see blueprints: @security_scheme(SESSION))
 SESSION = [{"session": []}]
 # the cookie that POST /login sets; /logout revokes it, /change-password every other one of the account

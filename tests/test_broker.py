@@ -11,10 +11,11 @@ import pytest
 
 from chat import conversations
 from chat.broker import Event, MemoryBroker
+from chat.lifecycle import on_sigterm
 from chat.models import Message
 from chat.presence import MemoryPresence
 from chat.rooms import Room
-from chat.state import on_sigterm, state
+from chat.state import state
 
 
 def message_event(room: str, message_id: int) -> Event:

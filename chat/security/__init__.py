@@ -7,6 +7,7 @@ What the rest of chat uses is re-exported here.
 from .origins import check_request_origin, cross_site_navigation, foreign_origin, origin_allowed
 from .passwords import HashGate, check_password_sync, hash_password_sync
 from .sessions import (
+    SESSION_COOKIE,
     SessionCache,
     SessionUser,
     SignedIn,
@@ -19,6 +20,7 @@ from .sessions import (
 from .throttles import MemoryThrottle, RedisThrottle, Throttle
 
 __all__ = [
+    "SESSION_COOKIE",
     "HashGate",
     "MemoryThrottle",
     "RedisThrottle",

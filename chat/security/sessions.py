@@ -15,6 +15,8 @@ from quart_auth import Action, AuthUser, Unauthorized, current_user
 from ..models import Session, User, utcnow
 from ..state import state
 
+SESSION_COOKIE = "chat_session"  # quart-auth's signed cookie, which carries the session token
+
 # How long a checked session is trusted without asking the database again (see SessionCache).
 SESSION_CACHE_SECONDS = 5.0
 
