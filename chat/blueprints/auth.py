@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, redirect, request
 from quart_auth import current_user, login_required, login_user, logout_user
-from quart_schema import document_response, security_scheme, validate_request
+from quart_schema import validate_request
 
 from .. import accounts
-from ..errors import ErrorOut, ValidationErrorOut
-from ..openapi import SESSION
+from ..openapi import documented
 from ..schemas import ChangePasswordIn, LoginIn, NoContent, RegisterIn, UserOut
 from ..security import SessionUser, cross_site_navigation, signed_in
 from ..state import state
@@ -18,11 +17,7 @@ bp = Blueprint("auth", __name__)
 
 @bp.post("/register")
 @validate_request(RegisterIn)
-@document_response(UserOut, 201)
-@document_response(ValidationErrorOut, 400)
-@document_response(ErrorOut, 409)
-@document_response(ErrorOut, 429)
-@document_response(ErrorOut, 503)
+@documented((UserOut, 201), errors=(400, 409, 429, 503))
 async def register(data: RegisterIn) -> tuple[dict, int]:
     """Create an account. No session is started: sign in next. Sign-ups are limited per client address."""
     user = await accounts.sign_up(data.username, data.email, data.password)
@@ -31,11 +26,7 @@ async def register(data: RegisterIn) -> tuple[dict, int]:
 
 @bp.post("/login")
 @validate_request(LoginIn)
-@document_response(UserOut, 200)
-@document_response(ValidationErrorOut, 400)
-@document_response(ErrorOut, 401)
-@document_response(ErrorOut, 429)
-@document_response(ErrorOut, 503)
+@documented((UserOut, 200), errors=(400, 401, 429, 503))
 async def login(data: LoginIn) -> dict:
     """Sign in with an email or a username; the answer sets the session cookie (and a device cookie)."""
     # signing in again replaces the session this client had
@@ -45,9 +36,7 @@ async def login(data: LoginIn) -> dict:
 
 
 @bp.route("/logout", methods=["GET", "POST"])
-@document_response(NoContent, 204)
-@document_response(NoContent, 303)
-@document_response(ErrorOut, 503)
+@documented((NoContent, 204), (NoContent, 303), errors=(503,))
 async def logout() -> Response | tuple[str, int]:
     """Revoke this session on the server (not only the cookie). A browser is sent to the login page.
 
@@ -65,10 +54,7 @@ async def logout() -> Response | tuple[str, int]:
 
 @bp.get("/me")
 @login_required
-@security_scheme(SESSION)
-@document_response(UserOut, 200)
-@document_response(ErrorOut, 401)
-@document_response(ErrorOut, 503)
+@documented((UserOut, 200), errors=(401, 503), session=True)
 async def me() -> dict:
     return (await signed_in()).user.public()
 
@@ -76,12 +62,7 @@ async def me() -> dict:
 @bp.post("/change-password")
 @login_required
 @validate_request(ChangePasswordIn)
-@security_scheme(SESSION)
-@document_response(NoContent, 204)
-@document_response(ValidationErrorOut, 400)
-@document_response(ErrorOut, 401)
-@document_response(ErrorOut, 429)
-@document_response(ErrorOut, 503)
+@documented((NoContent, 204), errors=(400, 401, 429, 503), session=True)
 async def change_password(data: ChangePasswordIn) -> tuple[str, int]:
     """Change the caller's password (the current one is required); every other session is signed out."""
     me = await signed_in(fresh=True)  # the password hash as stored now, not as a cached session saw it
