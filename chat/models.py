@@ -27,7 +27,8 @@ class MessageJSON(TypedDict):
     client_id: str | None
 
 
-MESSAGE_FIELDS = tuple(MessageJSON.__annotations__)  # also the columns of the messages table that hold them
+# also the columns of the messages table that hold them, in message_json's order (history passes rows by position)
+MESSAGE_FIELDS = tuple(MessageJSON.__annotations__)
 
 
 def message_json(
