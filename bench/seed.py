@@ -16,6 +16,7 @@ from pathlib import Path
 
 import bcrypt
 
+from chat.rooms import room_for
 from chat.security import hash_password_sync
 
 from .servers import Server
@@ -98,7 +99,7 @@ def _ts(when: datetime, naive: bool = False) -> str:
 
 
 def _seed_conversation(db: sqlite3.Connection, schema: str, a: int, b: int, size: int, now: datetime) -> None:
-    room = f"dm-{min(a, b)}-{max(a, b)}"
+    room = room_for(a, b)
     start = now - timedelta(seconds=size)
     naive = schema == "flask"
 
@@ -118,7 +119,7 @@ def _seed_conversation(db: sqlite3.Connection, schema: str, a: int, b: int, size
 def middle_id(db_path: Path, schema: str, a: int, b: int) -> int:
     """The id of the message in the middle of a conversation: the `before=` cursor of scenario 2."""
     table = "messages" if schema == "chat" else "message"
-    room = f"dm-{min(a, b)}-{max(a, b)}"
+    room = room_for(a, b)
     with sqlite3.connect(db_path) as db:
         (count,) = db.execute(f"SELECT COUNT(*) FROM {table} WHERE room = ?", (room,)).fetchone()  # noqa: S608
         (found,) = db.execute(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 from quart import Quart, Response
@@ -11,17 +10,17 @@ from quart_schema import Info, QuartSchema
 
 from .asgi_websocket import BoundedWebsocketConnection
 from .blueprints import auth, docs, messaging, ops, pages, realtime, users
-from .config import instance_secret_key, load_settings
-from .db import close_db, init_db
+from .config import Settings, instance_secret_key, load_settings
 from .errors import register_error_handlers
 from .hosts import install_host_check
 from .instance import secure_instance_folder
+from .json_io import ChatRequest, OrjsonProvider, json_responses_first
+from .lifecycle import install_lifecycle
 from .logs import escape_client_text_in_logs
-from .openapi import SECURITY_SCHEMES, SESSION_COOKIE, ChatOpenAPIProvider
-from .security import SessionUser, check_request_origin
-from .state import AppState, build_state, on_sigterm
+from .openapi import SECURITY_SCHEMES, ChatOpenAPIProvider
+from .security import SESSION_COOKIE, SessionUser, check_request_origin
+from .services import build_state
 from .tls import install_https
-from .web import ChatRequest, OrjsonProvider, json_responses_first
 
 __version__ = "0.1.0"
 
@@ -35,6 +34,19 @@ SECURITY_HEADERS = {
 def create_app(**overrides: Any) -> Quart:
     """A new, independent application. Keyword arguments override the CHAT_* environment (see config.Settings)."""
     settings = load_settings(**overrides)
+    app = _application(settings)
+    _install_sessions(app, settings)
+    _install_json_api(app)
+    app_state = app.extensions["chat"] = build_state(settings)
+    _install_guards(app, settings)
+    install_lifecycle(app, settings, app_state)  # the database and the services start and stop with serving
+    for blueprint in (auth.bp, users.bp, messaging.bp, realtime.bp, ops.bp, pages.bp, docs.bp):
+        app.register_blueprint(blueprint)
+    return app
+
+
+def _application(settings: Settings) -> Quart:
+    """The Quart application in its own instance folder, with its secret key and chat's request classes."""
     escape_client_text_in_logs()
     instance_path = settings.instance_path.resolve()
     secure_instance_folder(instance_path)
@@ -42,8 +54,13 @@ def create_app(**overrides: Any) -> Quart:
     app.request_class = ChatRequest
     app.asgi_websocket_class = BoundedWebsocketConnection  # incoming frames bounded (asgi_websocket.py)
     app.secret_key = settings.secret_key or instance_secret_key(instance_path)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    return app
+
+
+def _install_sessions(app: Quart, settings: Settings) -> None:
+    """quart-auth's signed cookie carries the session token (security/sessions.py)."""
     app.config.update(
-        MAX_CONTENT_LENGTH=settings.max_body_bytes,
         QUART_AUTH_COOKIE_NAME=SESSION_COOKIE,
         QUART_AUTH_COOKIE_SECURE=settings.cookie_secure,
         QUART_AUTH_COOKIE_SAMESITE="Lax",
@@ -52,6 +69,10 @@ def create_app(**overrides: Any) -> Quart:
         QUART_AUTH_SALT="chat session",
     )
     QuartAuth(app, user_class=SessionUser)
+
+
+def _install_json_api(app: Quart) -> None:
+    """quart-schema's validation and /openapi.json, then orjson for every JSON body (json_io.py)."""
     QuartSchema(
         app,
         info=Info(title="chat", version=__version__, description="The chat server's JSON API (see API.md)."),
@@ -64,7 +85,10 @@ def create_app(**overrides: Any) -> Quart:
     )
     app.json = OrjsonProvider(app)  # after QuartSchema, which installs a provider of its own (the stdlib's json)
     json_responses_first(app)
-    app.extensions["chat"] = build_state(settings)
+
+
+def _install_guards(app: Quart, settings: Settings) -> None:
+    """What every request passes: API errors as JSON, the Host check, HTTPS, the Origin check, security headers."""
     register_error_handlers(app)
     install_host_check(app, settings.allowed_hosts)  # first: nothing else should act on a foreign Host
     install_https(app, settings)
@@ -80,26 +104,3 @@ def create_app(**overrides: Any) -> Quart:
         if response.mimetype == "application/json":
             response.headers.setdefault("Cache-Control", "no-store")
         return response
-
-    app_state: AppState = app.extensions["chat"]
-
-    @app.before_serving
-    async def start() -> None:
-        await init_db(settings)
-        await app_state.start()
-        app_state.restore_signal = on_sigterm(app_state.going_away.set)
-        # What start-up built (modules, the app, schemas) lives as long as the process: keep it out of the cyclic
-        # garbage collector's scans, or each full collection walks all of it (80 ms here) while requests wait.
-        gc.collect()
-        gc.freeze()
-
-    @app.after_serving
-    async def stop() -> None:
-        app_state.going_away.set()
-        app_state.restore_signal()
-        await app_state.stop()
-        await close_db()
-
-    for blueprint in (auth.bp, users.bp, messaging.bp, realtime.bp, ops.bp, pages.bp, docs.bp):
-        app.register_blueprint(blueprint)
-    return app

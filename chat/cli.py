@@ -8,8 +8,6 @@ import getpass
 import sys
 from pathlib import Path
 
-from tortoise.exceptions import IntegrityError
-
 from .config import ConfigError, load_settings
 from .db import close_db, init_db
 
@@ -24,7 +22,8 @@ async def _migrate() -> None:
 async def _createuser(username: str, email: str, password: str) -> int:
     from pydantic import ValidationError
 
-    from .models import User
+    from .accounts import create_account
+    from .errors import APIError
     from .schemas import RegisterIn
     from .security import hash_password_sync
 
@@ -37,11 +36,10 @@ async def _createuser(username: str, email: str, password: str) -> int:
     settings = load_settings()
     await init_db(settings)
     try:
+        # no HashGate here (it belongs to a running app): one hash, in a thread, with the configured cost
         password_hash = await asyncio.to_thread(hash_password_sync, data.password, settings.bcrypt_rounds)
-        user = await User.create(
-            username=data.username, username_key=data.username.lower(), email=data.email, password_hash=password_hash
-        )
-    except IntegrityError:
+        user = await create_account(data.username, data.email, password_hash)
+    except APIError:
         print("that username or email is already registered", file=sys.stderr)
         return 1
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypedDict
 
 from tortoise import fields
 from tortoise.indexes import Index
@@ -13,8 +14,53 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def room_for(a: int, b: int) -> str:
-    return f"dm-{min(a, b)}-{max(a, b)}"
+class MessageJSON(TypedDict):
+    """A message as the API and the websockets send it. message_json() alone builds one; schemas.MessageOut
+    (its documentation) and the raw-SQL history (its columns) derive from this, so a new field goes here."""
+
+    id: int
+    sender_id: int
+    receiver_id: int
+    room: str
+    content: str
+    timestamp: str  # ISO 8601, UTC
+    client_id: str | None
+
+
+# also the columns of the messages table that hold them, in message_json's order (history passes rows by position)
+MESSAGE_FIELDS = tuple(MessageJSON.__annotations__)
+
+
+def message_json(
+    id: int,  # noqa: A002 - the field's name
+    sender_id: int,
+    receiver_id: int,
+    room: str,
+    content: str,
+    timestamp: datetime | str,
+    client_id: str | None,
+) -> MessageJSON:
+    """The one place a message's JSON is built: from a model, from a row the writer inserted, from a SELECT."""
+    return {
+        "id": id,
+        "sender_id": sender_id,
+        "receiver_id": receiver_id,
+        "room": room,
+        "content": content,
+        "timestamp": iso_utc(timestamp),
+        "client_id": client_id,
+    }
+
+
+def iso_utc(value: datetime | str) -> str:
+    """A stored timestamp in ISO 8601, UTC (raw SQL reads text from SQLite, a datetime from PostgreSQL)."""
+    if isinstance(value, str):
+        if value.endswith("+00:00") and value[10:11] == " ":  # as chat writes it: the ISO form is one letter away
+            return f"{value[:10]}T{value[11:]}"
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:  # stored without an offset: UTC, as the ORM reads it
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat()
 
 
 class User(Model):
@@ -60,7 +106,7 @@ class Message(Model):
     receiver: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="received_messages", on_delete=fields.CASCADE
     )
-    room = fields.CharField(max_length=100)
+    room = fields.CharField(max_length=100)  # rooms.Room.name
     content = fields.TextField()
     timestamp = fields.DatetimeField(default=utcnow)
     client_id = fields.CharField(max_length=64, null=True)
@@ -75,16 +121,10 @@ class Message(Model):
         # the sender's idempotency key (NULLs never collide)
         unique_together = (("sender", "client_id"),)
 
-    def public(self) -> dict:
-        return {
-            "id": self.id,
-            "sender_id": self.sender_id,
-            "receiver_id": self.receiver_id,
-            "room": self.room,
-            "content": self.content,
-            "timestamp": self.timestamp.astimezone(UTC).isoformat(),
-            "client_id": self.client_id,
-        }
+    def public(self) -> MessageJSON:
+        return message_json(
+            self.id, self.sender_id, self.receiver_id, self.room, self.content, self.timestamp, self.client_id
+        )
 
 
 class ReadMarker(Model):

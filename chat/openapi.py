@@ -9,15 +9,40 @@ parameter, which has the same form on the wire (`?before=ID` or `?after=ID`).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from quart_schema import OpenAPIProvider
+from pydantic import BaseModel
+from quart_schema import OpenAPIProvider, document_response, security_scheme
 
-SESSION_COOKIE = "chat_session"
-# the security scheme of every operation that needs a session (see blueprints: @security_scheme(SESSION))
+from .errors import ErrorOut, ValidationErrorOut
+from .security import SESSION_COOKIE
+
+# the security scheme of every operation that needs a session (blueprints: @documented(..., session=True))
 SESSION = [{"session": []}]
 # the cookie that POST /login sets; /logout revokes it, /change-password every other one of the account
 SECURITY_SCHEMES = {"session": {"type": "apiKey", "in_": "cookie", "name": SESSION_COOKIE}}
+
+T = TypeVar("T")
+
+
+def documented(
+    *answers: tuple[type[BaseModel], int], errors: tuple[int, ...] = (), session: bool = False
+) -> Callable[[T], T]:
+    """A route's documentation in one line: its answers (model, status), its error statuses (a 400 is a
+    validation error's body, any other an ErrorOut) and, with `session`, that it needs the session cookie."""
+
+    def decorator(func: T) -> T:
+        # applied in the order a stack of @document_response applied them, the lowest first: /openapi.json lists
+        # the statuses in that order
+        for status in reversed(errors):
+            func = document_response(ValidationErrorOut if status == 400 else ErrorOut, status)(func)
+        for model, status in reversed(answers):
+            func = document_response(model, status)(func)
+        return security_scheme(SESSION)(func) if session else func
+
+    return decorator
+
 
 RETRY_AFTER = {
     "Retry-After": {

@@ -7,9 +7,20 @@ column should hold; outputs describe what the handlers return, for /openapi.json
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, get_type_hints
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+    model_validator,
+)
+
+from .models import MessageJSON
 
 MAX_ID = 2**31 - 1  # ids are 32-bit in both databases: larger values are simply not found
 USERNAME_RE = re.compile(r"[A-Za-z0-9._-]{3,80}")  # used with fullmatch: "$" would allow a final newline
@@ -191,14 +202,8 @@ class MarkReadIn(Input):
     up_to: Cursor
 
 
-class MessageOut(BaseModel):
-    id: int
-    sender_id: int
-    receiver_id: int
-    room: str
-    content: str
-    timestamp: str
-    client_id: str | None
+# the documentation of models.MessageJSON, field for field
+MessageOut = create_model("MessageOut", **{name: (hint, ...) for name, hint in get_type_hints(MessageJSON).items()})
 
 
 class MessagesOut(BaseModel):

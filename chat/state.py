@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from quart import current_app
 
-from .broker import Broker, MemoryBroker, RedisBroker
-from .config import Settings
-from .presence import MemoryPresence, Presence, RedisPresence
-from .security import HashGate, MemoryThrottle, RedisThrottle, SessionCache
-from .sockets import SocketLimits
+if TYPE_CHECKING:  # services.build_state makes them: security imports state() at run time, not the reverse
+    from .broker import Broker
+    from .config import Settings
+    from .presence import Presence
+    from .security import HashGate, SessionCache, Throttle
+    from .sockets import SocketLimits
 
 
 @dataclass
@@ -22,11 +22,11 @@ class AppState:
     settings: Settings
     broker: Broker
     presence: Presence
-    throttle: MemoryThrottle | RedisThrottle
+    throttle: Throttle
     hash_gate: HashGate
     sockets: SocketLimits
+    sessions: SessionCache  # sessions checked in the last seconds
     redis: object | None = None  # the shared Redis client, when CHAT_BROKER_URL is redis://
-    sessions: SessionCache = field(default_factory=SessionCache)  # sessions checked in the last seconds
     message_writer: object | None = None  # conversations.MessageWriter, made on the first send
     known_users: set[int] = field(default_factory=set)  # ids seen to exist (see conversations.require_user)
     # set when the server begins to shut down: open websockets close with 1001
@@ -45,72 +45,5 @@ class AppState:
             await self.redis.aclose()
 
 
-def build_state(settings: Settings) -> AppState:
-    """memory:// keeps everything in this process; redis:// shares events, presence and throttling."""
-    hash_gate = HashGate(settings.bcrypt_rounds, settings.hash_concurrency, settings.hash_queue)
-    sockets = SocketLimits(
-        settings.ws_per_session, settings.ws_per_user, settings.ws_frame_rate, settings.ws_frame_burst
-    )
-    if settings.broker_url.startswith("memory://"):
-        return AppState(settings, MemoryBroker(), MemoryPresence(), MemoryThrottle(), hash_gate, sockets)
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    # no silent retries inside redis-py: an outage must surface at once so that sockets resume from the database
-    client = Redis.from_url(
-        settings.broker_url,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        socket_keepalive=True,
-        retry=Retry(NoBackoff(), 0),
-    )
-    prefix = settings.redis_prefix
-    broker = RedisBroker(client, prefix)
-    presence = RedisPresence(client, prefix, settings.presence_ttl_seconds, broker)
-    return AppState(settings, broker, presence, RedisThrottle(client, prefix), hash_gate, sockets, redis=client)
-
-
 def state() -> AppState:
     return current_app.extensions["chat"]
-
-
-LONE_SIGTERM_EXIT_AFTER = 30.0
-
-
-def _default_sigterm() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.raise_signal(signal.SIGTERM)
-
-
-def on_sigterm(callback: Callable[[], None]) -> Callable[[], None]:
-    """Call `callback` when this process gets SIGTERM, then whatever handled SIGTERM before; returns an undo.
-
-    hypercorn gives the application no notice that shutdown began: it stops accepting, waits out the
-    graceful timeout and cancels what is left. Websockets never end by themselves, so without this they would
-    be cut (1006) instead of closed with 1001 (going away) for clients to reconnect elsewhere and resume.
-    With --workers 0 hypercorn's own loop handler runs after ours. A worker that hypercorn spawned has no
-    SIGTERM handler of its own: it stops when the master (which got SIGTERM too, from systemd or a terminal's
-    process group) tells it to; if it is still alive long after a SIGTERM sent to it alone, it exits as the
-    default action would have.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    loop = asyncio.get_running_loop()
-    previous = getattr(loop, "_signal_handlers", {}).get(signal.SIGTERM)  # an asyncio.Handle, or None
-
-    def handle() -> None:
-        callback()
-        if previous is not None:
-            previous._run()
-        else:
-            loop.call_later(LONE_SIGTERM_EXIT_AFTER, _default_sigterm)
-
-    loop.add_signal_handler(signal.SIGTERM, handle)
-
-    def restore() -> None:
-        loop.remove_signal_handler(signal.SIGTERM)
-        if previous is not None:
-            loop.add_signal_handler(signal.SIGTERM, previous._callback, *previous._args)
-
-    return restore

@@ -8,8 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from chat import create_app, security
+from chat import create_app
 from chat.models import Session, User, utcnow
+from chat.security import passwords
 
 from .support import PASSWORD, api_login, api_register, assert_error, started_app
 
@@ -156,13 +157,13 @@ async def test_unknown_user_and_wrong_password_cost_the_same(client, monkeypatch
     await api_register(client, "alice")
     await client.post("/login", json={"username": "nobody", "password": "warm up the dummy hash"})
     checked: list[str] = []
-    real_check = security.check_password_sync
+    real_check = passwords.check_password_sync
 
     def counting_check(password: str, password_hash: str) -> bool:
         checked.append(password_hash[:7])
         return real_check(password, password_hash)
 
-    monkeypatch.setattr(security, "check_password_sync", counting_check)
+    monkeypatch.setattr(passwords, "check_password_sync", counting_check)
     await client.post("/login", json={"username": "alice", "password": "not the password"})
     await client.post("/login", json={"username": "mallory", "password": "not the password"})
     assert checked == ["$2b$04$", "$2b$04$"]

@@ -11,9 +11,11 @@ import pytest
 
 from chat import conversations
 from chat.broker import Event, MemoryBroker, RedisBroker
-from chat.models import Message, room_for
+from chat.lifecycle import on_sigterm
+from chat.models import Message
 from chat.presence import MemoryPresence
-from chat.state import on_sigterm, state
+from chat.rooms import Room
+from chat.state import state
 
 from .support import BACKEND, REDIS_URL
 
@@ -122,9 +124,9 @@ async def test_on_sigterm_runs_the_callback_then_the_previous_handler_and_restor
 async def test_concurrent_sends_are_published_in_id_order(app, signup):
     _, alice = await signup("alice")
     _, bob = await signup("bob")
-    room = room_for(alice["id"], bob["id"])
+    room = Room.direct(alice["id"], bob["id"])
     async with app.app_context():
-        subscription = await state().broker.subscribe((conversations.room_channel(room),), 100)
+        subscription = await state().broker.subscribe((room.channel,), 100)
         sends = [
             conversations.send_message(
                 *((alice["id"], bob["id"]) if n % 2 else (bob["id"], alice["id"])), f"m{n}", None
@@ -133,7 +135,7 @@ async def test_concurrent_sends_are_published_in_id_order(app, signup):
         ]
         await asyncio.gather(*sends)
         published = [subscription.queue.get_nowait().message_id for _ in range(40)]
-        stored = await Message.filter(room=room).order_by("id").values_list("id", flat=True)
+        stored = await Message.filter(room=room.name).order_by("id").values_list("id", flat=True)
     assert published == list(stored)
 
 
@@ -141,7 +143,7 @@ async def test_a_send_cancelled_mid_insert_is_still_published(app, signup, monke
     """A client that hangs up cancels its handler: a message stored by then must reach the room anyway."""
     _, alice = await signup("alice")
     _, bob = await signup("bob")
-    room = room_for(alice["id"], bob["id"])
+    room = Room.direct(alice["id"], bob["id"])
     inserting = asyncio.Event()
     insert = conversations.MessageWriter._insert
 
@@ -152,7 +154,7 @@ async def test_a_send_cancelled_mid_insert_is_still_published(app, signup, monke
 
     monkeypatch.setattr(conversations.MessageWriter, "_insert", slow_insert)
     async with app.app_context():
-        subscription = await state().broker.subscribe((conversations.room_channel(room),), 10)
+        subscription = await state().broker.subscribe((room.channel,), 10)
         send = asyncio.create_task(conversations.send_message(alice["id"], bob["id"], "bye", "c-1"))
         await inserting.wait()
         send.cancel()

@@ -16,7 +16,7 @@ import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from chat.models import room_for
+from chat.rooms import room_for
 
 from .support import BACKEND, Server, backend_settings, signed_in_client
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import inspect
 import sqlite3
 
 import pytest
@@ -11,7 +12,8 @@ from tortoise.exceptions import IntegrityError
 
 from chat import db
 from chat.config import load_settings
-from chat.models import Message, ReadMarker, User, room_for
+from chat.models import MESSAGE_FIELDS, Message, ReadMarker, User, message_json
+from chat.rooms import room_for
 
 from .support import api_register, assert_error, started_app
 
@@ -138,3 +140,8 @@ async def test_the_migration_lock_excludes_other_holders(tmp_path):
     async with db.migration_lock(settings):
         assert lock_path.exists() and not try_lock()
     assert try_lock()
+
+
+def test_history_selects_the_columns_in_the_order_message_json_takes_them():
+    """conversations._page passes each row to message_json by position: the two orders must be one."""
+    assert tuple(inspect.signature(message_json).parameters) == MESSAGE_FIELDS

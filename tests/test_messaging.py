@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chat.models import Message, ReadMarker, room_for
+from chat.models import Message, ReadMarker
+from chat.rooms import room_for
 
 from .support import assert_error
 

@@ -17,9 +17,8 @@ from quart_auth import current_user
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from chat import conversations
-from chat.blueprints import auth
-from chat.models import room_for
+from chat import accounts, conversations
+from chat.rooms import room_for
 
 from .support import Server, app_tracebacks, login
 from .ws_support import (
@@ -479,7 +478,7 @@ async def test_a_logout_racing_the_handshake_still_ends_the_socket(app, signup, 
 
     async def logout_meanwhile(user_id: int) -> None:
         await check_other(user_id)
-        await auth._end_session(current_user.auth_id)  # what a concurrent POST /logout does
+        await accounts.end_session(current_user.auth_id)  # what a concurrent POST /logout does
 
     monkeypatch.setattr(conversations, "require_user", logout_meanwhile)
     async with alice_client.websocket(f"/ws/rooms/{room_for(alice['id'], bob['id'])}") as ws:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from chat.models import room_for
+from chat.rooms import room_for
 
 from .support import BACKEND, Server, signed_in_client
 

@@ -8,7 +8,6 @@ import threading
 
 import pytest
 
-from chat import security
 from chat.errors import APIError
 from chat.security import (
     HashGate,
@@ -17,6 +16,8 @@ from chat.security import (
     check_password_sync,
     hash_password_sync,
     origin_allowed,
+    passwords,
+    throttles,
 )
 
 from .support import BACKEND, REDIS_URL
@@ -56,7 +57,7 @@ async def test_the_gate_bounds_running_and_waiting_hashes(monkeypatch):
         release.wait(10)
         return "hashed"
 
-    monkeypatch.setattr(security, "hash_password_sync", slow_hash)
+    monkeypatch.setattr(passwords, "hash_password_sync", slow_hash)
     gate = HashGate(rounds=4, concurrency=1, queue=1)
     running = asyncio.create_task(gate.hash("first"))
     waiting = asyncio.create_task(gate.hash("second"))
@@ -82,7 +83,7 @@ async def test_an_unknown_user_costs_a_real_check():
 
 async def test_the_throttle_counts_failures_in_a_window(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr(security.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(throttles.time, "monotonic", lambda: now[0])
     throttle = MemoryThrottle()
     for _ in range(3):
         assert await throttle.retry_after("k", limit=3, window=60) is None
@@ -100,7 +101,7 @@ async def test_the_throttle_counts_failures_in_a_window(monkeypatch):
 
 async def test_the_throttle_forgets_expired_keys(monkeypatch):
     now = [0.0]
-    monkeypatch.setattr(security.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(throttles.time, "monotonic", lambda: now[0])
     throttle = MemoryThrottle()
     for i in range(1024):
         await throttle.hit(f"address-{i}", window=60)

@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from chat.models import room_for
+from chat.rooms import room_for
 
 from .support import BACKEND, PASSWORD, Server, login, register, signed_in_client
 

@@ -18,7 +18,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from chat.models import room_for
+from chat.rooms import room_for
 
 from .support import Server, signed_in_client
 

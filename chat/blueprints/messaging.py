@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from quart import Blueprint
 from quart_auth import login_required
-from quart_schema import document_response, security_scheme, validate_querystring, validate_request
+from quart_schema import validate_querystring, validate_request
 
 from .. import conversations
-from ..errors import ErrorOut, ValidationErrorOut
-from ..openapi import SESSION
+from ..openapi import documented
 from ..schemas import MarkReadIn, MessageOut, MessagesOut, MessagesQuery, NoContent, SendMessageIn
 from ..security import signed_in
 
@@ -18,14 +17,7 @@ bp = Blueprint("messaging", __name__)
 @bp.post("/send-message")
 @login_required
 @validate_request(SendMessageIn)
-@security_scheme(SESSION)
-@document_response(MessageOut, 201)
-@document_response(MessageOut, 200)
-@document_response(ValidationErrorOut, 400)
-@document_response(ErrorOut, 401)
-@document_response(ErrorOut, 404)
-@document_response(ErrorOut, 429)
-@document_response(ErrorOut, 503)
+@documented((MessageOut, 201), (MessageOut, 200), errors=(400, 401, 404, 429, 503), session=True)
 async def send_message(data: SendMessageIn) -> tuple[dict, int]:
     """Store a message, then deliver it to the room's websockets. A repeated client_id stores nothing
     new and answers 200 with the message stored the first time."""
@@ -37,12 +29,7 @@ async def send_message(data: SendMessageIn) -> tuple[dict, int]:
 @bp.get("/get-messages")
 @login_required
 @validate_querystring(MessagesQuery)
-@security_scheme(SESSION)
-@document_response(MessagesOut, 200)
-@document_response(ValidationErrorOut, 400)
-@document_response(ErrorOut, 401)
-@document_response(ErrorOut, 404)
-@document_response(ErrorOut, 503)
+@documented((MessagesOut, 200), errors=(400, 401, 404, 503), session=True)
 async def get_messages(query_args: MessagesQuery) -> dict:
     """A page of the conversation with user_id, oldest first: the newest `limit` messages, or the ones
     just before / after a message id."""
@@ -56,12 +43,7 @@ async def get_messages(query_args: MessagesQuery) -> dict:
 @bp.post("/mark-read")
 @login_required
 @validate_request(MarkReadIn)
-@security_scheme(SESSION)
-@document_response(NoContent, 204)
-@document_response(ValidationErrorOut, 400)
-@document_response(ErrorOut, 401)
-@document_response(ErrorOut, 404)
-@document_response(ErrorOut, 503)
+@documented((NoContent, 204), errors=(400, 401, 404, 503), session=True)
 async def mark_read(data: MarkReadIn) -> tuple[str, int]:
     """Move the caller's read marker in the room with user_id forward to up_to (never backwards)."""
     me = (await signed_in()).user.id

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from quart import Blueprint
-from quart_schema import document_response
 
 from ..db import ping
-from ..errors import APIError, ErrorOut
+from ..errors import APIError
+from ..openapi import documented
 from ..schemas import HealthOut
 from ..state import state
 
@@ -14,8 +14,7 @@ bp = Blueprint("ops", __name__)
 
 
 @bp.get("/healthz")
-@document_response(HealthOut, 200)
-@document_response(ErrorOut, 503)
+@documented((HealthOut, 200), errors=(503,))
 async def healthz() -> dict:
     """200 while the database answers; `broker` says whether real-time delivery works (it can be down
     while messages are still stored and served)."""

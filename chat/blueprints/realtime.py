@@ -25,11 +25,12 @@ from quart import Blueprint, websocket
 from quart_auth import Unauthorized, login_required
 from tortoise.exceptions import OperationalError
 
-from .. import conversations
+from .. import accounts, conversations
 from ..asgi_websocket import OVERSIZED
 from ..broker import BrokerUnavailable, Event, Subscription
 from ..errors import APIError, validation_fields
 from ..presence import presence_channel, presence_event
+from ..rooms import Room, parse_room
 from ..schemas import MAX_ID, ClientId, Content, Cursor, Input
 from ..security import foreign_origin, session_active, signed_in
 from ..sockets import FrameBudget
@@ -37,7 +38,6 @@ from ..state import AppState, state
 
 bp = Blueprint("realtime", __name__)
 
-ROOM_RE = re.compile(r"dm-([1-9][0-9]{0,9})-([1-9][0-9]{0,9})")  # fullmatch: "$" would let a final "\n" in
 AFTER_RE = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
 MAX_FRAME_CHARS = 16 * 1024
 QUEUE_SIZE = 256  # events waiting for one slow connection before it is closed with 1013
@@ -68,19 +68,6 @@ class Resync:
     message: dict
 
 
-def parse_room(room: str, me: int) -> int:
-    """The other participant's id, or 404 / 403 before the upgrade."""
-    match = ROOM_RE.fullmatch(room)
-    if match is None:
-        raise APIError(404, "room_not_found", "No such room: rooms are named dm-{lower id}-{higher id}.")
-    low, high = int(match[1]), int(match[2])
-    if low > high or high > MAX_ID:
-        raise APIError(404, "room_not_found", "No such room: rooms are named dm-{lower id}-{higher id}.")
-    if me not in (low, high):
-        raise APIError(403, "forbidden", "You are not a participant of this room.")
-    return high if me == low else low
-
-
 def parse_after() -> int | None:
     raw = websocket.args.get("after")
     if raw is None:
@@ -90,15 +77,16 @@ def parse_after() -> int | None:
     return int(raw)
 
 
-@bp.websocket("/ws/rooms/<room>")
+@bp.websocket("/ws/rooms/<name>")
 @login_required
-async def room_socket(room: str) -> None:
+async def room_socket(name: str) -> None:
     app_state = state()
     problem = foreign_origin(websocket.headers.get("Origin"), websocket.host, app_state.settings.allowed_origins)
     if problem is not None:
         raise problem
     me = await signed_in()
-    other = parse_room(room, me.user.id)
+    room = parse_room(name)  # 404 or 403 before the upgrade
+    other = room.other_member(me.user.id)
     after = parse_after()
     await conversations.require_user(other)
     if after is None:
@@ -106,13 +94,13 @@ async def room_socket(room: str) -> None:
         after = await conversations.newest_id(room)
 
     # subscribe first: whatever is published from now on is queued, whatever was stored before is replayed
-    channels = (conversations.room_channel(room), presence_channel(other), f"session:{me.session_id}")
+    channels = (room.channel, presence_channel(other), accounts.session_channel(me.session_id))
     try:
         subscription = await app_state.broker.subscribe(channels, QUEUE_SIZE)
     except BrokerUnavailable:
         raise APIError(503, "unavailable", "Real-time delivery is down; retry shortly.", {"Retry-After": "1"}) from None
     try:
-        # a logout since the session was checked above published its "revoked" before we listened
+        # a logout since the session was checked above announced it before we listened
         if not await session_active(me.session_id):
             raise Unauthorized()
         budget = app_state.sockets.admit(me.user.id, me.session_id)
@@ -141,7 +129,7 @@ def too_many_sockets() -> APIError:
 
 class Connection:
     def __init__(
-        self, app_state: AppState, subscription: Subscription, room: str, me: int, other: int, budget: FrameBudget
+        self, app_state: AppState, subscription: Subscription, room: Room, me: int, other: int, budget: FrameBudget
     ) -> None:
         self.state = app_state
         self.subscription = subscription
@@ -213,7 +201,7 @@ class Connection:
                 await self._acknowledge(item.message)
             elif isinstance(item, str):
                 await websocket.send(item)
-            elif item.type == "revoked":
+            elif item.type == accounts.SESSION_REVOKED:
                 return POLICY_VIOLATION
             elif item.type == "message":
                 await self._send_message_event(item)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from quart import Blueprint
 from quart_auth import login_required
-from quart_schema import document_response, security_scheme
 
 from ..conversations import users_with_unread
-from ..errors import ErrorOut
-from ..openapi import SESSION
+from ..openapi import documented
 from ..schemas import UsersOut
 from ..security import signed_in
 
@@ -17,10 +15,7 @@ bp = Blueprint("users", __name__)
 
 @bp.get("/get-users")
 @login_required
-@security_scheme(SESSION)
-@document_response(UsersOut, 200)
-@document_response(ErrorOut, 401)
-@document_response(ErrorOut, 503)
+@documented((UsersOut, 200), errors=(401, 503), session=True)
 async def get_users() -> dict:
     """Every user but the caller, by username: online while they have an open websocket, and how many of
     their messages the caller has not read."""

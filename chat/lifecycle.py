@@ -1,0 +1,78 @@
+"""An application's life: the database and the services start before the first request and stop after the
+last; a SIGTERM closes every open websocket with 1001 first."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import signal
+import threading
+from collections.abc import Callable
+
+from quart import Quart
+
+from .config import Settings
+from .db import close_db, init_db
+from .state import AppState
+
+
+def install_lifecycle(app: Quart, settings: Settings, app_state: AppState) -> None:
+    """Open the database and start the services before serving; on the way out, close sockets first."""
+
+    @app.before_serving
+    async def start() -> None:
+        await init_db(settings)
+        await app_state.start()
+        app_state.restore_signal = on_sigterm(app_state.going_away.set)
+        # What start-up built (modules, the app, schemas) lives as long as the process: keep it out of the cyclic
+        # garbage collector's scans, or each full collection walks all of it (80 ms here) while requests wait.
+        gc.collect()
+        gc.freeze()
+
+    @app.after_serving
+    async def stop() -> None:
+        app_state.going_away.set()
+        app_state.restore_signal()
+        await app_state.stop()
+        await close_db()
+
+
+LONE_SIGTERM_EXIT_AFTER = 30.0
+
+
+def _default_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.raise_signal(signal.SIGTERM)
+
+
+def on_sigterm(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call `callback` when this process gets SIGTERM, then whatever handled SIGTERM before; returns an undo.
+
+    hypercorn gives the application no notice that shutdown began: it stops accepting, waits out the
+    graceful timeout and cancels what is left. Websockets never end by themselves, so without this they would
+    be cut (1006) instead of closed with 1001 (going away) for clients to reconnect elsewhere and resume.
+    With --workers 0 hypercorn's own loop handler runs after ours. A worker that hypercorn spawned has no
+    SIGTERM handler of its own: it stops when the master (which got SIGTERM too, from systemd or a terminal's
+    process group) tells it to; if it is still alive long after a SIGTERM sent to it alone, it exits as the
+    default action would have.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous = getattr(loop, "_signal_handlers", {}).get(signal.SIGTERM)  # an asyncio.Handle, or None
+
+    def handle() -> None:
+        callback()
+        if previous is not None:
+            previous._run()
+        else:
+            loop.call_later(LONE_SIGTERM_EXIT_AFTER, _default_sigterm)
+
+    loop.add_signal_handler(signal.SIGTERM, handle)
+
+    def restore() -> None:
+        loop.remove_signal_handler(signal.SIGTERM)
+        if previous is not None:
+            loop.add_signal_handler(signal.SIGTERM, previous._callback, *previous._args)
+
+    return restore

@@ -1,0 +1,42 @@
+"""Security along its concerns: `passwords` (bcrypt in bounded lanes), `sessions` (server-side, cached for
+seconds), `throttles` (sliding windows per key) and `origins` (CSRF and cross-site checks).
+
+What the rest of chat uses is re-exported here.
+"""
+
+from .origins import check_request_origin, cross_site_navigation, foreign_origin, origin_allowed
+from .passwords import HashGate, check_password_sync, hash_password_sync
+from .sessions import (
+    SESSION_COOKIE,
+    SessionCache,
+    SessionUser,
+    SignedIn,
+    revoke_other_sessions,
+    revoke_session,
+    session_active,
+    signed_in,
+    start_session,
+)
+from .throttles import MemoryThrottle, RedisThrottle, Throttle
+
+__all__ = [
+    "SESSION_COOKIE",
+    "HashGate",
+    "MemoryThrottle",
+    "RedisThrottle",
+    "SessionCache",
+    "SessionUser",
+    "SignedIn",
+    "Throttle",
+    "check_password_sync",
+    "check_request_origin",
+    "cross_site_navigation",
+    "foreign_origin",
+    "hash_password_sync",
+    "origin_allowed",
+    "revoke_other_sessions",
+    "revoke_session",
+    "session_active",
+    "signed_in",
+    "start_session",
+]

@@ -1,0 +1,158 @@
+"""Server-side sessions: the cookie carries a random token, the database its hash; each process trusts a checked
+session for a few seconds (SessionCache)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from quart_auth import Action, AuthUser, Unauthorized, current_user
+
+from ..models import Session, User, utcnow
+from ..state import state
+
+SESSION_COOKIE = "chat_session"  # quart-auth's signed cookie, which carries the session token
+
+# How long a checked session is trusted without asking the database again (see SessionCache).
+SESSION_CACHE_SECONDS = 5.0
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+async def start_session(user: User, days: int) -> str:
+    """A new server-side session; returns the random token that the signed cookie carries."""
+    token = secrets.token_urlsafe(32)
+    await Session.create(token_hash=_token_hash(token), user=user, expires_at=utcnow() + timedelta(days=days))
+    return token
+
+
+async def revoke_session(token: str) -> int | None:
+    """Revoke one session; returns its id (so that open sockets of that session can be closed)."""
+    token_hash = _token_hash(token)
+    session = await Session.get_or_none(token_hash=token_hash, revoked_at=None)
+    if session is not None:
+        await Session.filter(id=session.id).update(revoked_at=utcnow())
+    state().sessions.drop(token_hash)  # after the update: a look-up from before it is not cached either
+    return None if session is None else session.id
+
+
+async def session_active(session_id: int) -> bool:
+    return await Session.exists(id=session_id, revoked_at=None, expires_at__gt=utcnow())
+
+
+async def revoke_other_sessions(user_id: int, keep_session_id: int) -> list[int]:
+    """Revoke every session of the user but one (a password change signs out everywhere else)."""
+    ids = (
+        await Session.filter(user_id=user_id, revoked_at=None).exclude(id=keep_session_id).values_list("id", flat=True)
+    )
+    await Session.filter(id__in=list(ids)).update(revoked_at=utcnow())
+    state().sessions.forget(lambda entry: entry.signed_in.user.id == user_id)
+    return list(ids)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    session_id: int
+    user: User
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedSession:
+    signed_in: SignedIn
+    good_until: float  # time.monotonic()
+
+
+class SessionCache:
+    """Sessions this process checked in the last few seconds: most requests then need no session query.
+
+    The bound on revocation: a logout, a sign-in that replaces a session or a password change drops the entries
+    concerned at once in the process that handles it; a session revoked by another worker process is still
+    accepted here for at most `ttl` seconds. An entry never outlives its session's expiry.
+    """
+
+    def __init__(self, ttl: float = SESSION_CACHE_SECONDS, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, _CachedSession] = {}
+        # bumped by every revocation: a look-up that began before one must not cache what it read
+        self.generation = 0
+
+    def get(self, token_hash: str) -> SignedIn | None:
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        if entry.good_until <= time.monotonic():
+            del self._entries[token_hash]
+            return None
+        return entry.signed_in
+
+    def put(self, token_hash: str, signed_in: SignedIn, expires_in: float, generation: int) -> None:
+        if self.ttl <= 0 or generation != self.generation:
+            return
+        if len(self._entries) >= self.max_entries:
+            now = time.monotonic()
+            self._entries = {key: e for key, e in self._entries.items() if e.good_until > now}
+            while len(self._entries) >= self.max_entries:
+                del self._entries[next(iter(self._entries))]  # the oldest
+        good_until = time.monotonic() + min(self.ttl, expires_in)
+        self._entries[token_hash] = _CachedSession(signed_in, good_until)
+
+    def drop(self, token_hash: str) -> None:
+        self.generation += 1
+        self._entries.pop(token_hash, None)
+
+    def forget(self, which: Callable[[_CachedSession], bool]) -> None:
+        self.generation += 1
+        for key in [key for key, entry in self._entries.items() if which(entry)]:
+            del self._entries[key]
+
+
+class SessionUser(AuthUser):
+    """quart-auth's user, whose auth_id is a session token checked against the database (or, for a few seconds
+    after that, against this process's SessionCache) once per request."""
+
+    def __init__(self, auth_id: str | None, action: Action = Action.PASS) -> None:
+        super().__init__(auth_id, action)
+        self._resolved = False
+        self._signed_in: SignedIn | None = None
+
+    async def resolve(self, fresh: bool = False) -> SignedIn | None:
+        """The session and its user; `fresh` reads them from the database whatever the cache holds."""
+        if fresh or not self._resolved:
+            self._resolved = True
+            self._signed_in = await _lookup_session(self.auth_id, fresh) if self.auth_id else None
+        return self._signed_in
+
+    @property
+    async def is_authenticated(self) -> bool:
+        return await self.resolve() is not None
+
+
+async def _lookup_session(token: str, fresh: bool) -> SignedIn | None:
+    token_hash = _token_hash(token)
+    cache = state().sessions
+    if not fresh and (found := cache.get(token_hash)) is not None:
+        return found
+    generation, now = cache.generation, utcnow()
+    session = (
+        await Session.filter(token_hash=token_hash, revoked_at=None, expires_at__gt=now).select_related("user").first()
+    )
+    if session is None:
+        return None
+    found = SignedIn(session.id, session.user)
+    cache.put(token_hash, found, (session.expires_at - now).total_seconds(), generation)
+    return found
+
+
+async def signed_in(fresh: bool = False) -> SignedIn:
+    """The caller's session and user, or 401. Pass `fresh` where a stale user would matter (a password check)."""
+    found = await current_user.resolve(fresh)
+    if found is None:
+        raise Unauthorized()
+    return found

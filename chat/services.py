@@ -1,0 +1,43 @@
+"""Building the services one application owns (state.AppState) from its settings.
+
+Apart from state.py because the services' modules (security's sessions) call state.state(): state.py imports
+none of them.
+"""
+
+from __future__ import annotations
+
+from .broker import MemoryBroker, RedisBroker
+from .config import Settings
+from .presence import MemoryPresence, RedisPresence
+from .security import HashGate, MemoryThrottle, RedisThrottle, SessionCache
+from .sockets import SocketLimits
+from .state import AppState
+
+
+def build_state(settings: Settings) -> AppState:
+    """memory:// keeps everything in this process; redis:// shares events, presence and throttling."""
+    hash_gate = HashGate(settings.bcrypt_rounds, settings.hash_concurrency, settings.hash_queue)
+    sockets = SocketLimits(
+        settings.ws_per_session, settings.ws_per_user, settings.ws_frame_rate, settings.ws_frame_burst
+    )
+    if settings.broker_url.startswith("memory://"):
+        return AppState(
+            settings, MemoryBroker(), MemoryPresence(), MemoryThrottle(), hash_gate, sockets, SessionCache()
+        )
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    # no silent retries inside redis-py: an outage must surface at once so that sockets resume from the database
+    client = Redis.from_url(
+        settings.broker_url,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0),
+    )
+    prefix = settings.redis_prefix
+    broker = RedisBroker(client, prefix)
+    presence = RedisPresence(client, prefix, settings.presence_ttl_seconds, broker)
+    throttle = RedisThrottle(client, prefix)
+    return AppState(settings, broker, presence, throttle, hash_gate, sockets, SessionCache(), redis=client)
