@@ -5,7 +5,6 @@ and sign-in timing that does not tell whether an account exists."""
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 
 import httpx
@@ -75,8 +74,12 @@ def test_passwords_tokens_and_the_key_are_never_in_the_log_or_the_database_in_cl
     assert "$2b$" in stored.decode("latin-1")  # what is stored instead: bcrypt hashes
 
 
-def median_login_seconds(base_url: str, bodies: list[dict], rounds: int) -> list[float]:
-    """The median time of a refused login for each body, the bodies taking turns so that drift hits all alike."""
+def fastest_login_seconds(base_url: str, bodies: list[dict], rounds: int) -> list[float]:
+    """The fastest refused login for each body, the bodies taking turns so that drift hits all alike.
+
+    The fastest, not the median: what the server spends is the floor of what the client measures, and anything
+    else running on the machine only ever adds to it (a median of 12 moved past the bounds on a shared machine).
+    """
     times: list[list[float]] = [[] for _ in bodies]
     with httpx.Client(base_url=base_url, timeout=30) as client:
         for _ in range(rounds):
@@ -84,7 +87,7 @@ def median_login_seconds(base_url: str, bodies: list[dict], rounds: int) -> list
                 started = time.perf_counter()
                 assert client.post("/login", json=body).status_code == 401
                 times[index].append(time.perf_counter() - started)
-    return [statistics.median(series) for series in times]
+    return [min(series) for series in times]
 
 
 def test_unknown_user_and_wrong_password_take_comparable_time(tmp_path):
@@ -94,8 +97,8 @@ def test_unknown_user_and_wrong_password_take_comparable_time(tmp_path):
     try:
         with httpx.Client(base_url=server.base_url, timeout=30) as client:
             register(client, "alice")
-        median_login_seconds(server.base_url, [{"username": "nobody", "password": "warm up"}], 2)
-        wrong, unknown = median_login_seconds(
+        fastest_login_seconds(server.base_url, [{"username": "nobody", "password": "warm up"}], 2)
+        wrong, unknown = fastest_login_seconds(
             server.base_url,
             [
                 {"username": "alice", "password": "not " + PASSWORD},
@@ -105,5 +108,5 @@ def test_unknown_user_and_wrong_password_take_comparable_time(tmp_path):
         )
     finally:
         server.stop()
-    print(f"\nlogin medians: wrong password {wrong * 1000:.1f} ms, unknown user {unknown * 1000:.1f} ms")  # noqa: T201
+    print(f"\nfastest logins: wrong password {wrong * 1000:.1f} ms, unknown user {unknown * 1000:.1f} ms")  # noqa: T201
     assert 0.6 < unknown / wrong < 1.6, (wrong, unknown)
