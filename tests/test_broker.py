@@ -134,7 +134,8 @@ async def test_concurrent_sends_are_published_in_id_order(app, signup):
             for n in range(40)
         ]
         await asyncio.gather(*sends)
-        published = [subscription.queue.get_nowait().message_id for _ in range(40)]
+        # through Redis the events come back by the broker's reader, a moment after each send has returned
+        published = [(await asyncio.wait_for(subscription.queue.get(), 10)).message_id for _ in range(40)]
         stored = await Message.filter(room=room.name).order_by("id").values_list("id", flat=True)
     assert published == list(stored)
 
