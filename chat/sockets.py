@@ -66,6 +66,3 @@ class SocketLimits:
                 del counts[key]
         if user_id not in self._by_user:
             self._budgets.pop(user_id, None)
-
-    def open_sockets(self, user_id: int) -> int:
-        return self._by_user[user_id]
