@@ -20,7 +20,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from chat.rooms import room_for
 
-from .support import Server, signed_in_client
+from .http import signed_in_client
+from .servers import Server
 
 COOKIE = "chat_session"
 RESUMABLE = (1001, 1013)  # close codes after which a client reconnects with ?after and resumes

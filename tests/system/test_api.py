@@ -11,8 +11,11 @@ from pathlib import Path
 
 import httpx
 
-from .support import BACKEND, PASSWORD, Server, login, register, signed_in_client, wait_until
-from .support import database_rows as rows_of
+from testkit.backends import BACKEND
+from testkit.backends import database_rows as rows_of
+from testkit.http import PASSWORD, login, register, signed_in_client
+from testkit.probes import wait_until
+from testkit.servers import Server
 
 CLIENTS = 50
 MESSAGES_EACH = 20

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from .support import PASSWORD, database_rows, signed_in_client
+from testkit.backends import database_rows
+from testkit.http import PASSWORD, signed_in_client
 
 MEGABYTE = "x" * 1_000_000
 LONG = "x" * 10_000

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from .support import ROOT
+from testkit.servers import ROOT
 
 pytestmark = pytest.mark.bench
 

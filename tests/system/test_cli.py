@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from chat import cli
-
-from .support import PASSWORD, Server, login
+from testkit.http import PASSWORD, login
+from testkit.servers import Server
 
 CHAT = Path(sys.executable).with_name("chat")  # the console script installed next to this interpreter
 

@@ -17,8 +17,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from chat.rooms import room_for
-
-from .support import BACKEND, Server, backend_settings, signed_in_client
+from testkit.backends import BACKEND, backend_settings
+from testkit.http import signed_in_client
+from testkit.servers import Server
 
 SENDERS = 50
 HTTP_SENDERS = SENDERS // 2  # the other half send over their websocket and count the echo as the ack

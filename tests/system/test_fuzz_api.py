@@ -25,8 +25,8 @@ import schemathesis
 from hypothesis import HealthCheck, Phase
 
 from chat import create_app
-
-from .support import PASSWORD, Server
+from testkit.http import PASSWORD
+from testkit.servers import Server
 
 EXAMPLES_PER_OPERATION = 40
 STATEFUL_SCENARIOS = 60

@@ -14,7 +14,8 @@ from collections import Counter
 
 import httpx
 
-from .support import PASSWORD, Server, register
+from testkit.http import PASSWORD, register
+from testkit.servers import Server
 
 WRONG = "not the password"
 

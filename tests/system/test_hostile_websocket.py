@@ -2,7 +2,7 @@
 
 A flood of frames must not grow the server's memory or delay other users; a socket that the server closes while
 its client keeps sending (or never reads) must not leave its TCP connection or its task behind; one user may open
-only so many sockets. tests/test_ws_fuzz.py sends random frame sequences.
+only so many sockets. tests/system/test_websocket_fuzz.py sends random frame sequences.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .support import Server, rss_kib, tcp_connections
-from .ws_support import (
+from testkit.probes import rss_kib, tcp_connections
+from testkit.servers import Server
+from testkit.ws import (
     RawWebsocket,
     message_frame,
     new_person,

@@ -14,8 +14,9 @@ import pytest
 from chat import create_app
 from chat.config import load_settings
 from chat.db import tortoise_config
-
-from .support import BACKEND, PASSWORD, Server, signed_in_client
+from testkit.backends import BACKEND
+from testkit.http import PASSWORD, signed_in_client
+from testkit.servers import Server
 
 
 def mode(path: Path) -> int:

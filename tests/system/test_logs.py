@@ -16,8 +16,8 @@ import pytest
 import chat
 from chat import create_app
 from chat.logs import LOGGER_FAMILIES, escape_client_text_in_logs, escape_control_characters
-
-from .support import ROOT, Server, app_tracebacks, wait_until
+from testkit.probes import app_tracebacks, wait_until
+from testkit.servers import ROOT, Server
 
 FORGED = '[2026-12-03 10:00:00 +0000] [1] [INFO] 10.0.0.1:1 - - [03/Dec/2026:10:00:00 +0000] "POST /login 1.1" 200'
 # the same, percent-encoded into a request target, after a newline; a line separator and a NEL (C1) follow

@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from .support import Server, open_fds, rss_kib, wait_until
-from .ws_support import Person, ResumingClient, new_person, recv_until
+from testkit.probes import open_fds, rss_kib, wait_until
+from testkit.servers import Server
+from testkit.ws import Person, ResumingClient, new_person, recv_until
 
 pytestmark = pytest.mark.overload
 

@@ -13,7 +13,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, WebSocketRoute, expect, sync_playwright
 
-from .support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Server, register, signed_in_client
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS
+from testkit.http import PASSWORD, register, signed_in_client
+from testkit.servers import Server
 
 XSS = "<img src=x onerror=alert(1)>"
 

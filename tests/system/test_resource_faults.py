@@ -1,7 +1,7 @@
 """Resource faults on a real hypercorn process: the SQLite database locked by another process, and the disk
 that holds it full. Both answer 503 with Retry-After (an `unavailable` error frame on a websocket), lose
 nothing that was acknowledged, corrupt nothing, and recover by themselves once the resource is back.
-(The broker going down is tests/test_scaleout.py's.) SQLite only: PostgreSQL has neither failure mode."""
+(The broker going down is tests/system/test_scaleout.py's.) SQLite only: PostgreSQL has neither failure mode."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from chat.rooms import room_for
-
-from .support import BACKEND, Server, signed_in_client
+from testkit.backends import BACKEND
+from testkit.http import signed_in_client
+from testkit.servers import Server
 
 pytestmark = pytest.mark.skipif(BACKEND == "postgres", reason="SQLite's locking and files; PostgreSQL has neither")
 

@@ -14,8 +14,11 @@ import httpx
 import pytest
 import websockets
 
-from .support import BACKEND, Server, backend_settings, free_port, psql, signed_in_client, wait_until
-from .ws_support import message_frame, presence_frame, recv_until
+from testkit.backends import BACKEND, backend_settings, psql
+from testkit.http import signed_in_client
+from testkit.probes import wait_until
+from testkit.servers import ROOT, Server, free_port
+from testkit.ws import message_frame, presence_frame, recv_until
 
 pytestmark = pytest.mark.skipif(BACKEND != "postgres", reason="scale-out runs with CHAT_TEST_BACKEND=postgres")
 
@@ -115,7 +118,7 @@ def test_two_workers_start_together_on_a_fresh_database(tmp_path):
         text=True,
         check=True,
     ).stdout.strip()
-    assert rows == str(len(list((Path(__file__).parent.parent / "migrations").glob("0*.py"))))
+    assert rows == str(len(list((ROOT / "migrations").glob("0*.py"))))
     assert psql  # the helper that made the database
 
 

@@ -13,8 +13,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from chat.rooms import room_for
-
-from .support import BACKEND, PASSWORD, Server, login, register, signed_in_client
+from testkit.backends import BACKEND
+from testkit.http import PASSWORD, login, register, signed_in_client
+from testkit.servers import Server
 
 
 def test_nobody_reads_or_marks_another_pairs_conversation(server):

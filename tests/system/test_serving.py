@@ -26,9 +26,10 @@ from websockets.exceptions import InvalidStatus
 
 from chat import SESSION_COOKIE, cli
 from chat.tls import https_url
-
-from .support import CHROMIUM, CHROMIUM_ARGS, ROOT, Server, free_port, signed_in_client
-from .tls_clients import H2Client, WebSocketRefused, client_context, h3_client
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS
+from testkit.http import signed_in_client
+from testkit.servers import ROOT, Server, free_port
+from testkit.tls import H2Client, WebSocketRefused, client_context, h3_client
 
 SHIPPED_CONFIG = ROOT / "hypercorn.toml"
 ONE_YEAR = 365 * 24 * 3600

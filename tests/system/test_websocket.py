@@ -12,16 +12,13 @@ import time
 
 import httpx
 import pytest
-from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
-from quart_auth import current_user
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from chat import accounts, conversations
-from chat.rooms import room_for
-
-from .support import Server, app_tracebacks, login
-from .ws_support import (
+from testkit.http import login
+from testkit.probes import app_tracebacks
+from testkit.servers import Server
+from testkit.ws import (
     Person,
     RawWebsocket,
     ResumingClient,
@@ -467,27 +464,6 @@ async def test_logout_closes_the_sockets_of_that_session_only(shared_server, pai
     code, _ = await refusal(shared_server, f"/ws/rooms/{room}", old_cookie)
     assert code == 401
     laptop.http.close()
-
-
-async def test_a_logout_racing_the_handshake_still_ends_the_socket(app, signup, monkeypatch):
-    """In process: the session is revoked after the handshake checked it, but before the socket listened
-    for revocations. The socket must not live on with a revoked session."""
-    alice_client, alice = await signup("alice")
-    _, bob = await signup("bob")
-    check_other = conversations.require_user
-
-    async def logout_meanwhile(user_id: int) -> None:
-        await check_other(user_id)
-        await accounts.end_session(current_user.auth_id)  # what a concurrent POST /logout does
-
-    monkeypatch.setattr(conversations, "require_user", logout_meanwhile)
-    async with alice_client.websocket(f"/ws/rooms/{room_for(alice['id'], bob['id'])}") as ws:
-        with pytest.raises((WebsocketResponseError, WebsocketDisconnectError)) as ended:
-            await asyncio.wait_for(ws.receive(), 5)
-    if isinstance(ended.value, WebsocketResponseError):
-        assert ended.value.response.status_code == 401
-    else:
-        assert ended.value.args == (1008,)
 
 
 async def test_frames_the_server_cannot_accept_get_an_error_and_the_connection_stays_open(pair):

@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
-from .support import Server
-from .ws_support import RawWebsocket, message_frame, new_person, presence_frame, recv_until
+from testkit.servers import Server
+from testkit.ws import RawWebsocket, message_frame, new_person, presence_frame, recv_until
 
 MAX_FRAME_CHARS = 16_384
 MAX_CONTENT = 4000

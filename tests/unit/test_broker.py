@@ -1,23 +1,15 @@
-"""Unit tests of the event broker, presence, the SIGTERM hook and store-then-publish (in process)."""
+"""The event broker (memory and Redis), in process: the wire format, delivery to subscribers, order, overflow."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
 
 import orjson
 import pytest
 
-from chat import conversations
 from chat.broker import Event, MemoryBroker, RedisBroker
-from chat.lifecycle import on_sigterm
-from chat.models import Message
-from chat.presence import MemoryPresence
-from chat.rooms import Room
-from chat.state import state
-
-from .support import BACKEND, REDIS_URL
+from testkit.backends import BACKEND, REDIS_URL
 
 
 def message_event(room: str, message_id: int) -> Event:
@@ -80,90 +72,7 @@ async def test_a_full_queue_marks_the_subscription_overflowed_and_drops_the_rest
     assert subscription.queue.empty()
 
 
-async def test_presence_counts_sockets_per_user():
-    presence = MemoryPresence()
-    assert await presence.connect(1) is True  # first socket anywhere: came online
-    assert await presence.connect(1) is False
-    assert await presence.connect(2) is True
-    assert await presence.online([1, 2, 3]) == {1, 2}
-    assert await presence.disconnect(1) is False  # one socket left
-    assert await presence.online([1]) == {1}
-    assert await presence.disconnect(1) is True  # the last one: went offline
-    assert await presence.disconnect(2) is True
-    assert await presence.online([1, 2]) == set()
-
-
-async def test_on_sigterm_runs_the_callback_then_the_previous_handler_and_restores_it():
-    loop = asyncio.get_running_loop()
-    previous_ran, callback_ran = asyncio.Event(), asyncio.Event()
-    order: list[str] = []
-
-    def previous() -> None:
-        order.append("previous")
-        previous_ran.set()
-
-    def callback() -> None:
-        order.append("callback")
-        callback_ran.set()
-
-    loop.add_signal_handler(signal.SIGTERM, previous)  # as hypercorn's own handler with --workers 0
-    try:
-        restore = on_sigterm(callback)
-        os.kill(os.getpid(), signal.SIGTERM)
-        await asyncio.wait_for(asyncio.gather(previous_ran.wait(), callback_ran.wait()), 5)
-        assert order == ["callback", "previous"]
-        restore()
-        assert loop._signal_handlers[signal.SIGTERM]._callback is previous
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-
-
 # ---------------------------------------------------------------- store-then-publish
-
-
-async def test_concurrent_sends_are_published_in_id_order(app, signup):
-    _, alice = await signup("alice")
-    _, bob = await signup("bob")
-    room = Room.direct(alice["id"], bob["id"])
-    async with app.app_context():
-        subscription = await state().broker.subscribe((room.channel,), 100)
-        sends = [
-            conversations.send_message(
-                *((alice["id"], bob["id"]) if n % 2 else (bob["id"], alice["id"])), f"m{n}", None
-            )
-            for n in range(40)
-        ]
-        await asyncio.gather(*sends)
-        # through Redis the events come back by the broker's reader, a moment after each send has returned
-        published = [(await asyncio.wait_for(subscription.queue.get(), 10)).message_id for _ in range(40)]
-        stored = await Message.filter(room=room.name).order_by("id").values_list("id", flat=True)
-    assert published == list(stored)
-
-
-async def test_a_send_cancelled_mid_insert_is_still_published(app, signup, monkeypatch):
-    """A client that hangs up cancels its handler: a message stored by then must reach the room anyway."""
-    _, alice = await signup("alice")
-    _, bob = await signup("bob")
-    room = Room.direct(alice["id"], bob["id"])
-    inserting = asyncio.Event()
-    insert = conversations.MessageWriter._insert
-
-    async def slow_insert(writer, batch):
-        inserting.set()
-        await asyncio.sleep(0.05)  # the sender hangs up while its message is being written
-        return await insert(writer, batch)
-
-    monkeypatch.setattr(conversations.MessageWriter, "_insert", slow_insert)
-    async with app.app_context():
-        subscription = await state().broker.subscribe((room.channel,), 10)
-        send = asyncio.create_task(conversations.send_message(alice["id"], bob["id"], "bye", "c-1"))
-        await inserting.wait()
-        send.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await send
-        event = await asyncio.wait_for(subscription.queue.get(), 5)
-        stored = await Message.get(sender_id=alice["id"], client_id="c-1")
-    assert event.message_id == stored.id
 
 
 @pytest.mark.skipif(BACKEND != "postgres", reason="needs the Redis of the PostgreSQL + Redis pass")

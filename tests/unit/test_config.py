@@ -11,8 +11,6 @@ import pytest
 from chat import create_app
 from chat.config import ConfigError, instance_secret_key, load_settings
 
-from .support import Server
-
 
 @pytest.mark.parametrize(
     ("name", "value"),
@@ -50,14 +48,6 @@ def test_a_wrong_override_names_create_app(tmp_path):
         create_app(instance_path=tmp_path, bcrypt_rounds=99)
     with pytest.raises(ConfigError, match="no_such_setting"):
         create_app(instance_path=tmp_path, no_such_setting=1)
-
-
-def test_the_server_does_not_start_with_a_wrong_value(tmp_path):
-    server = Server(workdir=tmp_path, env={"CHAT_DATABASE_URL": "mysql://x"})
-    with pytest.raises(RuntimeError, match="exited") as caught:
-        server.start()
-    assert "CHAT_DATABASE_URL" in str(caught.value)
-    assert not (tmp_path / "instance" / "chat.sqlite3").exists()
 
 
 def test_environment_values_are_parsed():

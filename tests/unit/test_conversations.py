@@ -1,14 +1,19 @@
-"""The send path under concurrency: batched inserts, idempotency, 404s, publish order, and the JSON responses."""
+"""The send path (conversations.py) under concurrency: batched inserts, idempotency, 404s, store-then-publish in id
+order, the per-user send limit, and the JSON responses."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
+import pytest
+
+from chat import conversations
 from chat.conversations import MessageWriter
 from chat.models import Message, User
-
-from .support import api_login, api_register
+from chat.rooms import Room
+from chat.state import state
+from testkit.app import api_login, api_register, started_app
 
 
 async def _people(make_client, names):
@@ -120,3 +125,90 @@ async def test_history_pages_are_what_the_orm_reads(app, make_client):
     assert await page(after=ids[-1]) == {"messages": [], "has_more": False}
     unknown = await alice.get("/get-messages", query_string={"user_id": 999_999})
     assert unknown.status_code == 404
+
+
+async def test_concurrent_sends_are_published_in_id_order(app, signup):
+    _, alice = await signup("alice")
+    _, bob = await signup("bob")
+    room = Room.direct(alice["id"], bob["id"])
+    async with app.app_context():
+        subscription = await state().broker.subscribe((room.channel,), 100)
+        sends = [
+            conversations.send_message(
+                *((alice["id"], bob["id"]) if n % 2 else (bob["id"], alice["id"])), f"m{n}", None
+            )
+            for n in range(40)
+        ]
+        await asyncio.gather(*sends)
+        # through Redis the events come back by the broker's reader, a moment after each send has returned
+        published = [(await asyncio.wait_for(subscription.queue.get(), 10)).message_id for _ in range(40)]
+        stored = await Message.filter(room=room.name).order_by("id").values_list("id", flat=True)
+    assert published == list(stored)
+
+
+async def test_a_send_cancelled_mid_insert_is_still_published(app, signup, monkeypatch):
+    """A client that hangs up cancels its handler: a message stored by then must reach the room anyway."""
+    _, alice = await signup("alice")
+    _, bob = await signup("bob")
+    room = Room.direct(alice["id"], bob["id"])
+    inserting = asyncio.Event()
+    insert = conversations.MessageWriter._insert
+
+    async def slow_insert(writer, batch):
+        inserting.set()
+        await asyncio.sleep(0.05)  # the sender hangs up while its message is being written
+        return await insert(writer, batch)
+
+    monkeypatch.setattr(conversations.MessageWriter, "_insert", slow_insert)
+    async with app.app_context():
+        subscription = await state().broker.subscribe((room.channel,), 10)
+        send = asyncio.create_task(conversations.send_message(alice["id"], bob["id"], "bye", "c-1"))
+        await inserting.wait()
+        send.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await send
+        event = await asyncio.wait_for(subscription.queue.get(), 5)
+        stored = await Message.get(sender_id=alice["id"], client_id="c-1")
+    assert event.message_id == stored.id
+
+
+@pytest.fixture
+async def tight_app(tmp_path):
+    async with started_app(tmp_path, send_limit=3, send_window_seconds=60) as application:
+        yield application
+
+
+async def test_sending_faster_than_the_limit_is_429_with_retry_after(tight_app):
+    alice, bob = tight_app.test_client(), tight_app.test_client()
+    await api_register(alice, "alice")
+    b = await api_register(bob, "bob")
+    await api_login(alice, "alice")
+    for i in range(3):
+        response = await alice.post(
+            "/send-message", json={"receiver_id": b["id"], "content": f"m{i}", "client_id": f"c{i}"}
+        )
+        assert response.status_code == 201
+    response = await alice.post("/send-message", json={"receiver_id": b["id"], "content": "too many"})
+    assert response.status_code == 429
+    assert (await response.get_json())["error"] == "too_many_messages"
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    # a retry of something already stored is not a new message: it is still answered
+    response = await alice.post("/send-message", json={"receiver_id": b["id"], "content": "m0", "client_id": "c0"})
+    assert response.status_code == 200
+    assert (await tight_app.test_client().get("/healthz")).status_code == 200
+
+
+async def test_the_limit_is_per_user_over_websockets_too(tight_app):
+    alice = tight_app.test_client()
+    a = await api_register(alice, "alice")
+    b = await api_register(tight_app.test_client(), "bob")
+    await api_login(alice, "alice")
+    room = f"dm-{min(a['id'], b['id'])}-{max(a['id'], b['id'])}"
+    async with alice.websocket(f"/ws/rooms/{room}") as ws:
+        frames = []
+        for i in range(4):
+            await ws.send(f'{{"type": "message", "content": "m{i}"}}')
+        while not any(f.get("type") == "error" for f in frames):
+            frames.append(json.loads(await ws.receive()))
+        error = next(f for f in frames if f["type"] == "error")
+        assert error["error"] == "too_many_messages"

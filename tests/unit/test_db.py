@@ -14,8 +14,7 @@ from chat import db
 from chat.config import load_settings
 from chat.models import MESSAGE_FIELDS, Message, ReadMarker, User, message_json
 from chat.rooms import room_for
-
-from .support import api_register, assert_error, started_app
+from testkit.app import api_register, assert_error, started_app
 
 TABLES = {"users", "sessions", "messages", "read_markers", "tortoise_migrations"}
 

@@ -9,8 +9,7 @@ import pytest
 from tortoise.connection import get_connection
 
 from chat import db
-
-from .support import BACKEND
+from testkit.backends import BACKEND
 
 pytestmark = pytest.mark.skipif(BACKEND == "postgres", reason="SQLite's write-ahead log")
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chat.models import User
-
-from .support import api_register, assert_error, started_app
+from testkit.app import api_register, assert_error, started_app
 
 VALID_REGISTRATION = b'{"username": "alice", "email": "alice@example.org", "password": "long enough"}'
 

@@ -1,5 +1,5 @@
 """chat/tls.py through Quart's test client: the plain-HTTP redirect (CHAT_HTTPS_PORT) and HSTS (CHAT_HSTS_SECONDS).
-tests/test_serving.py checks the same against a real hypercorn on the shipped hypercorn.toml."""
+tests/system/test_serving.py checks the same against a real hypercorn on the shipped hypercorn.toml."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ import pytest
 from chat import create_app
 from chat.models import Session, User, utcnow
 from chat.security import passwords
-
-from .support import PASSWORD, api_login, api_register, assert_error, started_app
+from testkit.app import api_login, api_register, assert_error, started_app
+from testkit.http import PASSWORD
 
 
 def account(name: str = "alice", **changes) -> dict:

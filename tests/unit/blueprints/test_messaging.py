@@ -9,8 +9,7 @@ import pytest
 
 from chat.models import Message, ReadMarker
 from chat.rooms import room_for
-
-from .support import assert_error
+from testkit.app import assert_error
 
 MAX_ID = 2**31 - 1
 

@@ -2,13 +2,13 @@
 
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
 from chat.blueprints.pages import content_security_policy
+from testkit.servers import ROOT
 
-STATIC = Path(__file__).resolve().parent.parent / "chat" / "static"
+STATIC = ROOT / "chat" / "static"
 
 
 async def test_root_sends_visitors_to_sign_in_and_members_to_chat(client, signup):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .support import api_register, assert_error
+from testkit.app import api_register, assert_error
 
 
 async def send(client, receiver_id: int, content: str) -> dict:

@@ -6,8 +6,8 @@ import time
 
 from chat.models import Session, utcnow
 from chat.security import SessionCache, SignedIn
-
-from .support import PASSWORD, api_login
+from testkit.app import api_login
+from testkit.http import PASSWORD
 
 
 async def test_logout_takes_effect_at_once_although_the_session_was_cached(signup, make_client):
