@@ -22,7 +22,6 @@ from . import flaskenv, httpload, logins, procs, report, rt, seed
 from .options import Options, parse
 from .servers import (
     BARE_QUART,
-    CHAT,
     FLASK_SERVERS,
     FLASK_THREADING,
     REFERENCE_DIR,
@@ -30,7 +29,9 @@ from .servers import (
     BenchServer,
     bare_server,
     chat_server,
+    chat_sources,
     flask_server,
+    is_chat,
 )
 
 BARE_COOKIE = "chat_session=bench"  # the bare servers only check that a session cookie is there
@@ -49,11 +50,15 @@ class Run:
         self.loadavg_at_start = Path("/proc/loadavg").read_text().split()[:3]
         self.flask_bin: Path | None = None
         self.layout = seed.Layout(options.users, options.history_sizes if 2 in options.scenarios else ())
+        self.sources = chat_sources(options.chat_sources)
+        self.prepared: set[str] = set()  # servers whose database is seeded: later rounds reuse it
+        self.round = 0
 
     # ---------------------------------------------------------------- bookkeeping
 
     def record(self, server: str, scenario: int, variant: str, **figures: object) -> dict:
-        entry = {"run": self.run_id, "server": server, "scenario": scenario, "variant": variant, **figures}
+        entry = {"run": self.run_id, "round": self.round, "server": server, "scenario": scenario, "variant": variant}
+        entry |= figures
         self.records.append(entry)
         log(server, f"s{scenario}", variant, json.dumps(figures)[:400])
         return entry
@@ -85,8 +90,8 @@ class Run:
         workdir = self.workdir / name
         workdir.mkdir(parents=True, exist_ok=True)
         worker_class = None if self.options.worker_class == "asyncio" else self.options.worker_class
-        if name == CHAT:
-            return chat_server(workdir, worker_class)
+        if is_chat(name):
+            return chat_server(workdir, worker_class, name, self.sources[name])
         if name in FLASK_SERVERS:
             if self.flask_bin is None:
                 self.flask_bin = flaskenv.ensure(REFERENCE_DIR, log)
@@ -94,12 +99,13 @@ class Run:
         return bare_server(name, workdir, worker_class)
 
     def prepare_database(self, server: BenchServer) -> None:
-        if server.schema is None:
+        if server.schema is None or server.name in self.prepared:
             return
         started = time.perf_counter()
         seed.create_schema(server, self.flask_bin / "python" if self.flask_bin else None)
         seed.seed(server.db_path, server.schema, self.layout, self.options.bcrypt_rounds)
         log(server.name, f"database ready in {time.perf_counter() - started:.1f}s ({server.db_path})")
+        self.prepared.add(server.name)
 
     async def sign_in(self, server: BenchServer) -> dict[int, str]:
         """A session cookie per bench user (and the history reader), before any timing."""
@@ -135,7 +141,7 @@ class Run:
                     await self.closed_loop(server, cookies)
                 if 4 in scenarios or 6 in scenarios:
                     quiet = await self.open_loop(server, cookies)
-                if 6 in scenarios and name == CHAT:  # the reference has no hash queue to measure
+                if 6 in scenarios and is_chat(name):  # the reference has no hash queue to measure
                     await self.login_storm(server, cookies, quiet)
                 if 5 in scenarios:
                     await self.idle_sockets(server, cookies)
@@ -318,8 +324,14 @@ class Run:
         )
 
     async def all(self) -> None:
-        for name in self.options.servers:
-            await self.bench(name)
+        """Every server, `rounds` times; each round in the reverse order of the one before (A B, B A, A B, ...)."""
+        for number in range(self.options.rounds):
+            self.round = number
+            servers = self.options.servers if number % 2 == 0 else self.options.servers[::-1]
+            for name in servers:
+                if self.options.rounds > 1:
+                    log(f"round {self.round + 1} of {self.options.rounds}: {name}")
+                await self.bench(name)
 
     def write(self) -> tuple[Path, str]:
         results = ROOT / self.options.results_dir

@@ -25,6 +25,22 @@ ALL_SERVERS = (CHAT, FLASK_THREADING, FLASK_GEVENT, BARE_QUART, RAW_ASGI)
 FLASK_SERVERS = (FLASK_THREADING, FLASK_GEVENT)
 
 
+def is_chat(name: str) -> bool:
+    """chat itself, or another tree of it named `chat@LABEL` (--chat-sources)."""
+    return name == CHAT or name.startswith(CHAT + "@")
+
+
+def chat_sources(entries: tuple[str, ...]) -> dict[str, Path]:
+    """`LABEL=DIR` entries -> {"chat@LABEL": DIR}; chat itself is this tree."""
+    sources = {CHAT: ROOT}
+    for entry in entries:
+        label, separator, folder = entry.partition("=")
+        if not separator or not label or not Path(folder, "chat", "__init__.py").is_file():
+            raise ValueError(f"--chat-sources wants LABEL=DIR, DIR holding a chat/ package: {entry!r}")
+        sources[f"{CHAT}@{label}"] = Path(folder).resolve()
+    return sources
+
+
 def exactly_env(workdir: Path) -> dict[str, str]:
     """No settings but a server's own `env`: the harness says every one (the tests' defaults are not for it)."""
     return {}
@@ -54,7 +70,8 @@ def worker_args(worker_class: str | None) -> list[str]:
     return ["--worker-class", worker_class] if worker_class else []
 
 
-def chat_server(workdir: Path, worker_class: str | None) -> BenchServer:
+def chat_server(workdir: Path, worker_class: str | None, name: str = CHAT, source: Path = ROOT) -> BenchServer:
+    """chat as `make run` serves it, from `source` (this tree, or another checkout: its own chat/ and migrations)."""
     db_path = workdir / "chat.sqlite3"
     env = {
         "CHAT_INSTANCE_PATH": str(workdir / "instance"),
@@ -70,7 +87,14 @@ def chat_server(workdir: Path, worker_class: str | None) -> BenchServer:
     }
     app = os.environ.get("BENCH_CHAT_APP", CHAT_APP)  # another entry point, for experiments
     return BenchServer(
-        workdir, env, extra_args=worker_args(worker_class), name=CHAT, app=app, schema="chat", db_path=db_path
+        workdir,
+        env,
+        extra_args=worker_args(worker_class),
+        cwd=source,
+        name=name,
+        app=app,
+        schema="chat",
+        db_path=db_path,
     )
 
 

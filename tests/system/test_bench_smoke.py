@@ -1,5 +1,5 @@
 """The benchmark harness, once through every scenario against chat with tiny durations (`make bench` is the
-full run), so that it keeps working as the server changes."""
+full run), so that it keeps working as the server changes; and two trees of chat side by side, in rounds."""
 
 from __future__ import annotations
 
@@ -45,3 +45,37 @@ def test_every_scenario_runs_against_chat(tmp_path):
 
     table = completed.stdout
     assert "| 1 send · 2xx req/s |" in table and "| 5 idle · server RSS KiB per socket |" in table
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make test installs it)")
+def test_another_tree_of_chat_runs_beside_this_one_in_alternating_rounds(tmp_path):
+    """--chat-sources serves chat@LABEL from another folder (here a copy of this tree's chat/ and migrations/),
+    --rounds runs each server again in the reverse order, on the database of the first round, and the report
+    sets the two side by side."""
+    other = tmp_path / "other-tree"
+    for folder in ("chat", "migrations"):
+        shutil.copytree(ROOT / folder, other / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    served = other / "served-by-hypercorn"
+    with (other / "chat" / "__init__.py").open("a") as init:  # the copy tells when a server imports it
+        init.write(f'\nimport sys as _sys\nif "hypercorn" in _sys.modules:\n    open({str(served)!r}, "w").close()\n')
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "bench", "--smoke", "--results-dir", str(results), "--scenarios", "1,5"]
+    command += ["--servers", "chat,chat@other", "--chat-sources", f"other={other}", "--rounds", "2"]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "the server logged a traceback" not in completed.stderr, completed.stderr
+    (jsonl,) = results.glob("*.jsonl")
+    _, *records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    order = [(r["round"], r["server"]) for r in records if r["scenario"] == 1]
+    assert order == [(0, "chat"), (0, "chat@other"), (1, "chat@other"), (1, "chat")]
+    for record in records:
+        if record["scenario"] == 1:
+            assert record["ok"] > 0 and record["exactly_once"] is True, record
+        else:  # the second round's message reaches every socket too (its client_id is new on the same database)
+            assert record["fan_out_delivered"] == record["opened"] == record["wanted"], record
+    assert served.exists()  # chat@other's hypercorn served the other tree's chat/
+
+    table = completed.stdout
+    assert "| scenario · figure | chat | chat@other |" in table
+    assert "| scenario · figure | chat@other | chat | chat ÷ chat@other | ratio in each round |" in table
+    assert "| 1 send · 2xx req/s |" in table.split("chat beside chat@other")[1]
