@@ -25,12 +25,13 @@ from quart import Blueprint, websocket
 from quart_auth import Unauthorized, login_required
 from tortoise.exceptions import OperationalError
 
-from .. import accounts, conversations
+from .. import accounts, conversations, rooms
 from ..asgi_websocket import OVERSIZED
 from ..broker import BrokerUnavailable, Event, Subscription
 from ..errors import APIError, validation_fields
-from ..presence import presence_channel, presence_event
-from ..rooms import Room, parse_room
+from ..models import Membership
+from ..presence import ALL_PRESENCE, presence_channel, presence_events
+from ..rooms import Room
 from ..schemas import MAX_ID, ClientId, Content, Cursor, Input
 from ..security import foreign_origin, session_active, signed_in
 from ..sockets import FrameBudget
@@ -48,6 +49,7 @@ CANCEL_RETRY_SECONDS = 1.0
 
 GOING_AWAY, POLICY_VIOLATION, INTERNAL_ERROR, TRY_AGAIN_LATER = 1001, 1008, 1011, 1013
 FLOODING = 4429  # far over the frame budget for a while: reconnect after a pause, and send less
+NOT_A_MEMBER = 4403  # removed from the room, or left it: do not reconnect
 DROP_NOTICE_INTERVAL = 1.0  # at most one too_many_frames error a second per socket
 log = logging.getLogger(__name__)
 
@@ -85,16 +87,17 @@ async def room_socket(name: str) -> None:
     if problem is not None:
         raise problem
     me = await signed_in()
-    room = parse_room(name)  # 404 or 403 before the upgrade
-    other = room.other_member(me.user.id)
+    room = await rooms.admit(me.user.id, name)  # 404 or 403 before the upgrade
+    other = None if room.is_channel else room.other_member(me.user.id)
     after = parse_after()
-    await conversations.require_user(other)
     if after is None:
         # live from now on: read where "now" is BEFORE subscribing, then replay whatever lands in between
         after = await conversations.newest_id(room)
 
     # subscribe first: whatever is published from now on is queued, whatever was stored before is replayed
-    channels = (room.channel, presence_channel(other), accounts.session_channel(me.session_id))
+    # (a channel's sockets hear everyone's presence and keep their members')
+    presence = ALL_PRESENCE if room.is_channel else presence_channel(other)
+    channels = (room.channel, presence, accounts.session_channel(me.session_id))
     try:
         subscription = await app_state.broker.subscribe(channels, QUEUE_SIZE)
     except BrokerUnavailable:
@@ -129,7 +132,13 @@ def too_many_sockets() -> APIError:
 
 class Connection:
     def __init__(
-        self, app_state: AppState, subscription: Subscription, room: Room, me: int, other: int, budget: FrameBudget
+        self,
+        app_state: AppState,
+        subscription: Subscription,
+        room: Room,
+        me: int,
+        other: int | None,
+        budget: FrameBudget,
     ) -> None:
         self.state = app_state
         self.subscription = subscription
@@ -143,6 +152,7 @@ class Connection:
         self.budget = budget  # shared by this user's sockets in this worker
         self.read_marker = 0  # the read marker as this socket last set it: a read at or below it changes nothing
         self.last_drop_notice = 0.0
+        self.members: set[int] = set()  # a channel's members: whose presence this socket relays
 
     async def run(self, after: int) -> None:
         came_online = await self.state.presence.connect(self.me)
@@ -181,7 +191,8 @@ class Connection:
         return codes[task]
 
     async def _publish_presence(self, online: bool) -> None:
-        await self.state.broker.publish(presence_event(self.me, online))
+        for event in presence_events(self.me, online):
+            await self.state.broker.publish(event)
 
     async def _close(self, code: int) -> None:
         # a client that stopped reading may never take the close frame: don't wait for it forever
@@ -190,9 +201,17 @@ class Connection:
 
     # ---------------------------------------------------------------- server -> client
 
+    async def _send_presence(self) -> None:
+        if self.other is not None:
+            online = bool(await self.state.presence.online([self.other]))
+            await self._send_frame({"type": "presence", "user_id": self.other, "online": online})
+            return
+        self.members = set(await Membership.filter(channel_id=self.room.channel_id).values_list("user_id", flat=True))
+        for user_id in sorted(await self.state.presence.online(sorted(self.members - {self.me}))):
+            await self._send_frame({"type": "presence", "user_id": user_id, "online": True})
+
     async def _writer(self, after: int) -> int:
-        online = bool(await self.state.presence.online([self.other]))
-        await self._send_frame({"type": "presence", "user_id": self.other, "online": online})
+        await self._send_presence()
         self.first_after = self.last_sent = after
         await self._send_stored()
         while True:
@@ -205,8 +224,21 @@ class Connection:
                 return POLICY_VIOLATION
             elif item.type == "message":
                 await self._send_message_event(item)
+            elif item.type == "member" and not self._on_member(item):
+                return NOT_A_MEMBER
+            elif item.type == "presence" and self.other is None and item.user_id not in self.members:
+                continue  # someone outside this channel
             elif not (item.type == "typing" and item.user_id == self.me):
                 await websocket.send(item.text)
+
+    def _on_member(self, event: Event) -> bool:
+        """Follow the channel's members; False when this socket's user is no longer one (the socket closes)."""
+        joined = orjson.loads(event.text)["joined"]
+        if joined:
+            self.members.add(event.user_id)
+        else:
+            self.members.discard(event.user_id)
+        return joined or event.user_id != self.me
 
     async def _send_message_event(self, event: Event) -> None:
         if event.message_id <= self.last_sent:
@@ -294,7 +326,11 @@ class Connection:
             raise APIError(400, "unknown_type", "A frame's type is message, typing or read.")
 
     async def _on_message(self, frame: MessageFrame) -> None:
-        message, created = await conversations.send_message(self.me, self.other, frame.content, frame.client_id)
+        if self.other is None:
+            send = conversations.send_to_room(self.me, self.room.name, frame.content, frame.client_id)
+        else:
+            send = conversations.send_message(self.me, self.other, frame.content, frame.client_id)
+        message, created = await send
         if not created:
             # a repeated client_id: nothing new was published, so acknowledge from the database
             self.subscription.offer(Resync(message))
@@ -302,7 +338,7 @@ class Connection:
     async def _on_read(self, frame: ReadFrame) -> None:
         if frame.up_to <= self.read_marker:
             return  # the marker never moves back: nothing to ask the database
-        self.read_marker = await conversations.mark_read(self.me, self.other, frame.up_to)
+        self.read_marker = await conversations.mark_room_read(self.me, self.room, frame.up_to)
 
     async def _on_typing(self) -> None:
         now = time.monotonic()
