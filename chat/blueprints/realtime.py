@@ -26,12 +26,13 @@ from quart_auth import Unauthorized, login_required
 from tortoise.exceptions import OperationalError
 
 from .. import accounts, conversations, rooms
+from ..activity import Activity, everyone, snapshot
 from ..asgi_websocket import OVERSIZED
 from ..broker import BrokerUnavailable, Event, Subscription
 from ..errors import APIError, validation_fields
 from ..models import Membership
 from ..presence import ALL_PRESENCE, presence_channel, presence_events
-from ..rooms import Room
+from ..rooms import Room, parse_room
 from ..schemas import MAX_ID, ClientId, Content, Cursor, Input
 from ..security import foreign_origin, session_active, signed_in
 from ..sockets import FrameBudget
@@ -79,13 +80,17 @@ def parse_after() -> int | None:
     return int(raw)
 
 
+def check_origin() -> None:
+    settings = state().settings
+    problem = foreign_origin(websocket.headers.get("Origin"), websocket.host, settings.allowed_origins)
+    if problem is not None:
+        raise problem
+
+
 @bp.websocket("/ws/rooms/<name>")
 @login_required
 async def room_socket(name: str) -> None:
-    app_state = state()
-    problem = foreign_origin(websocket.headers.get("Origin"), websocket.host, app_state.settings.allowed_origins)
-    if problem is not None:
-        raise problem
+    check_origin()
     me = await signed_in()
     room = await rooms.admit(me.user.id, name)  # 404 or 403 before the upgrade
     other = None if room.is_channel else room.other_member(me.user.id)
@@ -98,10 +103,37 @@ async def room_socket(name: str) -> None:
     # (a channel's sockets hear everyone's presence and keep their members')
     presence = ALL_PRESENCE if room.is_channel else presence_channel(other)
     channels = (room.channel, presence, accounts.session_channel(me.session_id))
+    await serve(
+        me,
+        channels,
+        lambda app_state, subscription, budget: Connection(app_state, subscription, room, me.user.id, other, budget),
+        after,
+    )
+
+
+@bp.websocket("/ws/me")
+@login_required
+async def activity_socket() -> None:
+    """The caller's activity stream: a snapshot of their rooms, then how each moves (docs/websocket.md)."""
+    check_origin()
+    me = await signed_in()
+    channels = (conversations.inbox_channel(me.user.id), ALL_PRESENCE, accounts.session_channel(me.session_id))
+    await serve(
+        me,
+        channels,
+        lambda app_state, subscription, budget: ActivityConnection(app_state, subscription, me.user.id, budget),
+        0,
+    )
+
+
+async def serve(me, channels: tuple[str, ...], make_connection, after: int) -> None:
+    """Subscribe, admit the socket within the limits, accept it and run its connection: the same for every
+    websocket (the same refusals before the upgrade, the same close codes after)."""
+    app_state = state()
     try:
         subscription = await app_state.broker.subscribe(channels, QUEUE_SIZE)
     except BrokerUnavailable:
-        raise APIError(503, "unavailable", "Real-time delivery is down; retry shortly.", {"Retry-After": "1"}) from None
+        raise broker_unavailable() from None
     try:
         # a logout since the session was checked above announced it before we listened
         if not await session_active(me.session_id):
@@ -111,12 +143,19 @@ async def room_socket(name: str) -> None:
             raise too_many_sockets()
         try:
             await websocket.accept()
-            connection = Connection(app_state, subscription, room, me.user.id, other, budget)
-            await connection.run(after)
+            connection = make_connection(app_state, subscription, budget)
+            try:
+                await connection.run(after)
+            finally:
+                await connection.release()
         finally:
             app_state.sockets.release(me.user.id, me.session_id)
     finally:
         await app_state.broker.unsubscribe(subscription)
+
+
+def broker_unavailable() -> APIError:
+    return APIError(503, "unavailable", "Real-time delivery is down; retry shortly.", {"Retry-After": "1"})
 
 
 def too_many_sockets() -> APIError:
@@ -189,6 +228,9 @@ class Connection:
         if task.get_name() == "writer":
             return task.result()  # the writer ends only to close the socket (session revoked)
         return codes[task]
+
+    async def release(self) -> None:
+        """Give back what the connection took besides its subscription (nothing, for a room's socket)."""
 
     async def _publish_presence(self, online: bool) -> None:
         for event in presence_events(self.me, online):
@@ -360,3 +402,76 @@ async def cancel_until_done(tasks) -> None:
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=CANCEL_RETRY_SECONDS)
+
+
+class ActivityConnection(Connection):
+    """GET /ws/me: the caller's rooms as a snapshot, then `activity` as messages land in them and the caller's
+    marker moves, everyone's `presence`, `room_added` / `room_removed`. It listens to the caller's inbox (direct
+    messages, their own reads, rooms added and removed), to everyone's presence and to each of their channels,
+    whose subscriptions come and go with their memberships; counts move without a query (chat/activity.py)."""
+
+    def __init__(self, app_state: AppState, subscription: Subscription, me: int, budget: FrameBudget) -> None:
+        super().__init__(app_state, subscription, Room.direct(me, me), me, me, budget)
+        self.activity = Activity(me, {})
+        self.channel_subscriptions: dict[str, Subscription] = {}
+
+    async def release(self) -> None:
+        for subscription in self.channel_subscriptions.values():
+            await self.state.broker.unsubscribe(subscription)
+        self.channel_subscriptions.clear()
+
+    async def _listen(self, room: str) -> None:
+        if room in self.channel_subscriptions:
+            return
+        channel = parse_room(room).channel
+        try:
+            subscribed = await self.state.broker.subscribe((channel,), QUEUE_SIZE, into=self.subscription)
+        except BrokerUnavailable:
+            self.subscription.overflowed.set()  # close with 1013: the client reconnects and gets a new snapshot
+            return
+        self.channel_subscriptions[room] = subscribed
+
+    async def _stop_listening(self, room: str) -> None:
+        subscription = self.channel_subscriptions.pop(room, None)
+        if subscription is not None:
+            await self.state.broker.unsubscribe(subscription)
+
+    async def _writer(self, after: int) -> int:
+        # listen to the channels first, then count: what lands in between is counted once (activity.RoomCount)
+        for room in await rooms.rooms_of(self.me):
+            if room.is_channel:
+                await self._listen(room.name)
+        self.activity.rooms = await snapshot(self.me)
+        online = await self.state.presence.online(await everyone())
+        await self._send_frame(self.activity.snapshot_frame(online))
+        while True:
+            item = await self.subscription.queue.get()
+            if isinstance(item, str):
+                await websocket.send(item)
+            elif item.type == accounts.SESSION_REVOKED:
+                return POLICY_VIOLATION
+            elif item.type == "presence":
+                await websocket.send(item.text)
+            elif item.type == "message":
+                frame = self.activity.on_message(orjson.loads(item.text)["message"])
+                if frame is not None:
+                    await self._send_frame(frame)
+            elif item.type == "read" and item.user_id == self.me and item.channel == self.subscription.channels[0]:
+                await self._send_frame(await self.activity.recount(orjson.loads(item.text)["room"]))
+            elif item.type == "room_added":
+                await self._on_room_added(orjson.loads(item.text)["room"])
+            elif item.type == "room_removed":
+                room = orjson.loads(item.text)["room"]
+                await self._stop_listening(room)
+                self.activity.remove(room)
+                await websocket.send(item.text)
+
+    async def _on_room_added(self, channel: dict) -> None:
+        await self._listen(channel["room"])
+        await self.activity.recount(channel["room"])  # what was sent before this socket listened
+        count = self.activity.rooms[channel["room"]]
+        channel = {**channel, "unread": count.unread, "mentions": count.mentions}
+        await self._send_frame({"type": "room_added", "room": {**channel, "last_message_id": count.last_message_id}})
+
+    async def _handle(self, data: str | bytes | object) -> None:
+        raise APIError(400, "unknown_type", "This socket only sends: it takes no frames.")
