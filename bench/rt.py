@@ -12,7 +12,7 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -227,20 +227,26 @@ async def closed_loop(pairs: list[Pair], seconds: float, echo_timeout: float = 1
     return result
 
 
+async def paced(rate: float, seconds: float) -> AsyncIterator[tuple[int, float]]:
+    """(number, when it is due) for each message of an open loop, at its time: the schedule does not wait for
+    answers."""
+    start = time.perf_counter() + 0.05
+    for number in range(int(rate * seconds)):
+        due = start + number / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield number, due
+
+
 async def open_loop(pairs: list[Pair], rate: float, seconds: float) -> dict:
     """Messages at a fixed offered rate, round robin over the pairs, whatever the answers.
 
     Latency runs from the moment each message was due, not when it left: a server that stalls cannot hide
     the messages that queued behind the stall (coordinated omission).
     """
-    start = time.perf_counter() + 0.05
-    total = int(rate * seconds)
     with CpuMeter() as meter:
-        for number in range(total):
-            due = start + number / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for number, due in paced(rate, seconds):
             await pairs[number % len(pairs)].send(number, due)
         await _drain(pairs, 5)
     result = _delivery(pairs)
@@ -342,14 +348,8 @@ async def _drain_channel(channel: Channel, seconds: float) -> None:
 async def channel_loop(channel: Channel, rate: float, seconds: float) -> dict:
     """Messages into the channel at a fixed offered rate, from its members in turn, whatever the answers; latency
     from when each was due to each member's arrival (coordinated omission, as open_loop)."""
-    start = time.perf_counter() + 0.05
-    total = int(rate * seconds)
     with CpuMeter() as meter:
-        for number in range(total):
-            due = start + number / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for number, due in paced(rate, seconds):
             client_id = f"{channel.tag}-{number}"
             channel.sent[client_id] = due
             await channel.sockets[number % len(channel.sockets)].send_message(f"channel message {number}", client_id)

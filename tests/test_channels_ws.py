@@ -158,3 +158,36 @@ async def test_removal_closes_the_members_sockets_with_4403_within_a_second(chan
     assert time.monotonic() - started < 1.5
     assert (await refusal(channel_server, f"/ws/rooms/{room}", bob.cookie))[0] == 403
     assert bob.http.post("/send-message", json={"room": room, "content": "x"}).status_code == 403
+
+
+async def test_typing_read_presence_member_and_room_frames_in_a_channel(channel_server):
+    alice, bob, carol = (new_person(channel_server) for _ in range(3))
+    room = make_channel(alice, [bob])
+    async with alice.connect(room) as on_alice, bob.connect(room) as on_bob:
+        await recv_until(on_alice, lambda f: f == {"type": "presence", "user_id": bob.id, "online": True})
+        await on_bob.send('{"type": "typing"}')
+        assert await recv_until(on_alice, lambda f: f["type"] == "typing") == {"type": "typing", "user_id": bob.id}
+        sent = alice.http.post("/send-message", json={"room": room, "content": "hi"}).json()
+        await on_bob.send(json.dumps({"type": "read", "up_to": sent["id"]}))
+        read = await recv_until(on_alice, lambda f: f["type"] == "read")
+        assert read == {"type": "read", "user_id": bob.id, "up_to": sent["id"]}
+        assert carol.http.post(f"/rooms/{room}/join").status_code == 200
+        member = await recv_until(on_bob, lambda f: f["type"] == "member")
+        assert member == {"type": "member", "user_id": carol.id, "joined": True, "role": "member"}
+        async with carol.connect(room):  # a new member's presence reaches the others
+            await recv_until(on_bob, lambda f: f == {"type": "presence", "user_id": carol.id, "online": True})
+        await recv_until(on_bob, lambda f: f == {"type": "presence", "user_id": carol.id, "online": False})
+        assert alice.http.patch(f"/rooms/{room}", json={"topic": "new topic"}).status_code == 200
+        frame = await recv_until(on_bob, lambda f: f["type"] == "room")
+        assert frame["room"]["topic"] == "new topic" and "role" not in frame["room"]
+        assert alice.http.post(f"/rooms/{room}/archive").status_code == 204
+        assert (await recv_until(on_bob, lambda f: f["type"] == "room"))["room"]["archived"] is True
+        await on_bob.send(send_frame("still there?"))
+        error = await recv_until(on_bob, lambda f: f["type"] == "error")
+        assert error["error"] == "room_archived"
+        assert bob.http.post(f"/rooms/{room}/leave").status_code == 204
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(3):
+                while True:
+                    await on_bob.recv()
+        assert closed.value.rcvd.code == 4403
