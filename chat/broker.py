@@ -3,8 +3,10 @@
 The database is the source of truth; the broker only carries events. `memory://` serves one process;
 a Redis implementation behind the same interface serves many (CHAT_BROKER_URL).
 
-Channels: `room:dm-1-2` (messages, typing, read), `presence:7` (user 7 came online / went offline),
-`session:42` (session 42 was revoked: its sockets close).
+Channels: `room:dm-1-2` and `room:ch-7` (messages, typing, read; member and room changes of a channel),
+`presence:7` (user 7 came online / went offline), `presence-all` (everyone's presence, for channel and activity
+sockets), `inbox:7` (what concerns user 7 wherever they are: direct messages, their read markers, rooms added and
+removed: their activity streams), `session:42` (session 42 was revoked: its sockets close).
 """
 
 from __future__ import annotations
@@ -81,7 +83,10 @@ class Broker(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def publish(self, event: Event) -> None: ...
-    async def subscribe(self, channels: tuple[str, ...], queue_size: int) -> Subscription: ...
+    # `into`: deliver to that subscription's queue too (a socket whose channels change as it lives: GET /ws/me)
+    async def subscribe(
+        self, channels: tuple[str, ...], queue_size: int, into: Subscription | None = None
+    ) -> Subscription: ...
     async def unsubscribe(self, subscription: Subscription) -> None: ...
     def healthy(self) -> bool: ...
 
@@ -102,8 +107,13 @@ class MemoryBroker:
         for subscription in tuple(self._channels.get(event.channel, ())):
             subscription.offer(event)
 
-    async def subscribe(self, channels: tuple[str, ...], queue_size: int) -> Subscription:
-        subscription = Subscription(channels, asyncio.Queue(queue_size))
+    async def subscribe(
+        self, channels: tuple[str, ...], queue_size: int, into: Subscription | None = None
+    ) -> Subscription:
+        if into is None:
+            subscription = Subscription(channels, asyncio.Queue(queue_size))
+        else:  # one queue and one overflow for both: the socket's writer reads them as one
+            subscription = Subscription(channels, into.queue, into.overflowed)
         for channel in channels:
             self._channels.setdefault(channel, set()).add(subscription)
         return subscription
@@ -182,14 +192,16 @@ class RedisBroker:
             # the message is stored: sockets were closed on the outage and will replay it from the database
             log.warning("broker publish failed: %s", exc)
 
-    async def subscribe(self, channels: tuple[str, ...], queue_size: int) -> Subscription:
+    async def subscribe(
+        self, channels: tuple[str, ...], queue_size: int, into: Subscription | None = None
+    ) -> Subscription:
         if not self._healthy:
             log.warning("subscription refused: the broker is not connected")
             raise BrokerUnavailable()
         new = [channel for channel in channels if channel not in self._refcounts]
         for channel in channels:
             self._refcounts[channel] = self._refcounts.get(channel, 0) + 1
-        subscription = await self._local.subscribe(channels, queue_size)
+        subscription = await self._local.subscribe(channels, queue_size, into)
         try:
             await self._redis_subscribe(new)
         except BaseException:

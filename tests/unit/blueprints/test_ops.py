@@ -12,17 +12,26 @@ ENDPOINTS = {
     ("/logout", "get"): {"204"},
     ("/me", "get"): {"200", "401", "503"},
     ("/get-users", "get"): {"200", "401", "503"},
-    ("/send-message", "post"): {"201", "200", "400", "401", "404", "429", "503"},
-    ("/get-messages", "get"): {"200", "400", "401", "404", "503"},
-    ("/mark-read", "post"): {"204", "400", "401", "404", "503"},
+    ("/send-message", "post"): {"201", "200", "400", "401", "403", "404", "409", "429", "503"},
+    ("/get-messages", "get"): {"200", "400", "401", "403", "404", "503"},
+    ("/mark-read", "post"): {"204", "400", "401", "403", "404", "503"},
     ("/change-password", "post"): {"204", "400", "401", "429", "503"},
     ("/healthz", "get"): {"200", "503"},
+    ("/rooms", "post"): {"201", "400", "401", "404", "409", "503"},
+    ("/rooms", "get"): {"200", "400", "401", "503"},
+    ("/rooms/{name}", "get"): {"200", "401", "404", "503"},
+    ("/rooms/{name}", "patch"): {"200", "400", "401", "403", "404", "409", "503"},
+    ("/rooms/{name}/join", "post"): {"200", "401", "403", "404", "409", "503"},
+    ("/rooms/{name}/leave", "post"): {"204", "401", "404", "409", "503"},
+    ("/rooms/{name}/members", "post"): {"204", "400", "401", "403", "404", "409", "503"},
+    ("/rooms/{name}/members/{user_id}", "delete"): {"204", "401", "403", "404", "409", "503"},
+    ("/rooms/{name}/archive", "post"): {"204", "401", "403", "404", "503"},
 }
 REQUEST_FIELDS = {
     "/register": {"username", "email", "password"},
     "/login": {"email", "username", "password"},
-    "/send-message": {"receiver_id", "content", "client_id"},
-    "/mark-read": {"user_id", "up_to"},
+    "/send-message": {"receiver_id", "room", "content", "client_id"},
+    "/mark-read": {"user_id", "room", "up_to"},
 }
 
 
@@ -65,7 +74,9 @@ async def test_openapi_lists_every_endpoint_with_its_shapes(openapi):
         body = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert set(resolve(openapi, body)["properties"]) == fields, path
     parameters = {p["name"]: p for p in paths["/get-messages"]["get"]["parameters"] if p["in"] == "query"}
-    assert set(parameters) == {"user_id", "cursor", "limit"} and parameters["user_id"]["required"] is True
+    # a room is named by user_id (a direct room) or by room (any room): exactly one of them
+    assert set(parameters) == {"conversation", "cursor", "limit"} and parameters["conversation"]["required"] is True
+    assert set(parameters["conversation"]["schema"]["properties"]) == {"user_id", "room"}
     # before and after exclude each other: one form-exploded object parameter that holds at most one of them
     cursor = parameters["cursor"]
     assert (cursor["style"], cursor["explode"], cursor["schema"]["maxProperties"]) == ("form", True, 1)
@@ -73,7 +84,16 @@ async def test_openapi_lists_every_endpoint_with_its_shapes(openapi):
     message = resolve(
         openapi, paths["/send-message"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
     )
-    assert set(message["properties"]) == {"id", "sender_id", "receiver_id", "room", "content", "timestamp", "client_id"}
+    assert set(message["properties"]) == {
+        "id",
+        "sender_id",
+        "receiver_id",
+        "room",
+        "content",
+        "timestamp",
+        "client_id",
+        "mentions",
+    }
     validation = paths["/register"]["post"]["responses"]["400"]["content"]["application/json"]["schema"]
     assert "fields" in resolve(openapi, validation)["properties"]
 
