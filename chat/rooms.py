@@ -55,6 +55,17 @@ def parse_room(name: str) -> Room:
     return Room.direct(int(match[1]), int(match[2]))
 
 
+async def admit(user_id: int, name: str) -> Room:
+    """The room `name` names, if `user_id` may follow it: 404 for no room (or a direct room with a user that does
+    not exist), 403 for a room that is not theirs. The one admission rule of every real-time path:
+    `/ws/rooms/<name>` and Socket.IO's `join` and `message` events."""
+    from .conversations import require_user  # conversations builds on rooms: imported when called
+
+    room = parse_room(name)
+    await require_user(room.other_member(user_id))
+    return room
+
+
 def direct_room_name_sql(a: str, b: str) -> str:
     """SQL naming the direct room of two user-id expressions as Room.name does: one query over all of a user's
     rooms (the unread counts) joins messages by it."""

@@ -30,7 +30,7 @@ from ..asgi_websocket import OVERSIZED
 from ..broker import BrokerUnavailable, Event, Subscription
 from ..errors import APIError, validation_fields
 from ..presence import presence_channel, presence_event
-from ..rooms import Room, parse_room
+from ..rooms import Room, admit
 from ..schemas import MAX_ID, ClientId, Content, Cursor, Input
 from ..security import foreign_origin, session_active, signed_in
 from ..sockets import FrameBudget
@@ -85,10 +85,9 @@ async def room_socket(name: str) -> None:
     if problem is not None:
         raise problem
     me = await signed_in()
-    room = parse_room(name)  # 404 or 403 before the upgrade
+    room = await admit(me.user.id, name)  # 404 or 403 before the upgrade
     other = room.other_member(me.user.id)
     after = parse_after()
-    await conversations.require_user(other)
     if after is None:
         # live from now on: read where "now" is BEFORE subscribing, then replay whatever lands in between
         after = await conversations.newest_id(room)
