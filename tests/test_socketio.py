@@ -86,8 +86,10 @@ class Peer:
         return self.messages
 
     async def close(self) -> None:
+        # python-socketio's polling client waits for its last poll, which the server ends only at the next ping
+        # (25 s): the server has let go of the client by then, and the test need not wait for it
         with contextlib.suppress(Exception):
-            await self.client.disconnect()
+            await asyncio.wait_for(self.client.disconnect(), 3)
 
 
 @pytest.fixture
@@ -295,10 +297,10 @@ async def test_undecodable_packets_and_huge_payloads_end_the_client_quietly(shar
             await ws.send("40")
             assert (await ws.recv()).startswith("40{")
             await ws.send(bad)
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(10):
-                    while True:  # whatever the server answers, then the close
-                        await ws.recv()
+            with contextlib.suppress(Exception):  # a packet it ignores leaves the connection open: fine too
+                async with asyncio.timeout(3):
+                    while await ws.recv() != "1":  # Engine.IO's close packet: a real client then closes
+                        pass
     # the server still serves
     async with httpx.AsyncClient(base_url=shared_server.base_url) as http:
         assert (await http.get("/healthz")).status_code == 200
