@@ -341,3 +341,38 @@ async def test_socketio_can_be_switched_off(tmp_path):
         assert json.loads(response.text)["error"] == "not_found"
     finally:
         srv.stop()
+
+
+async def test_a_client_that_does_not_read_is_disconnected_not_queued_for(shared_server):
+    """A raw Engine.IO websocket that joins a room, then stops reading while thousands of large messages are sent
+    to it: the server's queue for it is bounded, and it is disconnected (the user goes offline)."""
+    alice, bob = pair(shared_server)
+    url = shared_server.ws_url + "/socket.io/?EIO=4&transport=websocket"
+    headers = {"Cookie": f"{COOKIE}={alice.cookie}"}
+    # max_queue=1: the client library stops reading the socket at once, so TCP fills and the server must hold back
+    async with connect(url, additional_headers=headers, origin=shared_server.base_url, max_queue=1) as ws:
+        assert (await ws.recv()).startswith("0{")
+        await ws.send("40")
+        assert (await ws.recv()).startswith("40{")
+        await ws.send('421["join",' + json.dumps({"room": alice.room_with(bob)}) + "]")
+        assert json.loads((await ws.recv()).removeprefix("431")) == [{"ok": True, "room": alice.room_with(bob)}]
+        assert bob.online(alice)
+        content = "z" * 4000
+        async with bob.async_http() as http:
+
+            async def alice_online() -> bool:
+                users = (await http.get("/get-users")).json()["users"]
+                return next(user["online"] for user in users if user["id"] == alice.id)
+
+            async def send(count: int) -> None:
+                response = await http.post("/send-message", json={"receiver_id": alice.id, "content": content})
+                assert response.status_code == 201
+
+            sent = 0
+            while sent < 5000 and await alice_online():  # 20 MB: far past what TCP buffers hold
+                await asyncio.gather(*(send(1) for _ in range(50)))
+                sent += 50
+            deadline = time.monotonic() + 30
+            while await alice_online() and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert not await alice_online(), sent
