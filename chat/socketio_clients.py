@@ -146,8 +146,10 @@ class SocketIOClients:
         """A Quart request made from the Engine.IO handshake's own ASGI scope: its headers (the cookie), host,
         scheme and client address are the real ones."""
         headers = Headers()
+        # as Quart's own ASGI connection does: the address first, so that a client's Remote-Addr header comes second
+        headers["Remote-Addr"] = (scope.get("client") or ["<local>"])[0]
         for name, value in scope["headers"]:
-            headers.add(name.decode("latin1"), value.decode("latin1"))
+            headers.add(name.decode("latin1").title(), value.decode("latin1"))
         scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), scope.get("scheme", "http"))
         return self.app.request_class(
             "GET",
@@ -189,13 +191,7 @@ class SocketIOClients:
 
     async def _watch(self, client: Client) -> None:
         """Disconnect the client when its session is revoked or the server goes away."""
-        revoked = asyncio.ensure_future(client.revocation.queue.get())
-        going_away = asyncio.ensure_future(self.state.going_away.wait())
-        try:
-            await asyncio.wait({revoked, going_away}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            revoked.cancel()
-            going_away.cancel()
+        await _first_of(client.revocation.queue.get(), self.state.going_away.wait())
         await self.sio.disconnect(client.sid)
 
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
@@ -286,14 +282,7 @@ class SocketIOClients:
         try:
             await self._emit_all(client, await stream.stored())
             while not feed.subscription.overflowed.is_set():
-                get = asyncio.ensure_future(feed.subscription.queue.get())
-                overflow = asyncio.ensure_future(feed.subscription.overflowed.wait())
-                try:
-                    await asyncio.wait({get, overflow}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    overflow.cancel()
-                    if not get.done():
-                        get.cancel()
+                get, _ = await _first_of(feed.subscription.queue.get(), feed.subscription.overflowed.wait())
                 if get.done() and not get.cancelled():
                     await self._emit_all(client, await stream.next(get.result()))
         except _Overloaded:
@@ -317,6 +306,18 @@ class SocketIOClients:
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         socket = self.sio.eio.sockets.get(eio_sid) if eio_sid else None
         return socket.queue.qsize() if socket is not None else 0
+
+
+async def _first_of(*awaitables) -> list[asyncio.Future]:
+    """Wait until one of the awaitables is done and cancel the others; their futures, in the order given."""
+    futures = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in futures:
+            if not future.done():
+                future.cancel()
+    return futures
 
 
 class _Overloaded(Exception):
@@ -372,6 +373,6 @@ def _error(error: str, message: str) -> dict:
 
 def install_socketio(app: Quart, app_state: AppState) -> SocketIOClients:
     """Serve `/socket.io/` beside the Quart application (lifespan events still reach Quart)."""
-    clients = SocketIOClients(app, app_state)
+    clients = app.extensions["socketio"] = SocketIOClients(app, app_state)
     app.asgi_app = clients.asgi(app.asgi_app)
     return clients

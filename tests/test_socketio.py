@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 import socketio
+from quart import request
 from websockets.asyncio.client import connect
+
+from chat import create_app
 
 from .support import BACKEND, Server, app_tracebacks
 from .ws_support import COOKIE, Person, new_person, recv_until, send_frame
@@ -376,3 +379,35 @@ async def test_a_client_that_does_not_read_is_disconnected_not_queued_for(shared
             while await alice_online() and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             assert not await alice_online(), sent
+
+
+async def test_socketio_connections_count_against_the_socket_limits(one_worker, peers):
+    """CHAT_WS_PER_SESSION (10): Socket.IO connections and websockets of a session count together."""
+    alice, bob = pair(one_worker)
+    async with alice.connect(alice.room_with(bob)):
+        first = [await peers(alice) for _ in range(9)]
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await peers(alice)
+        await first[0].close()
+        await asyncio.sleep(0.2)
+        assert (await (await peers(alice)).join(bob))["ok"]
+
+
+async def test_the_handshake_is_checked_with_the_real_client_address(tmp_path):
+    """Engine.IO's environ says REMOTE_ADDR 127.0.0.1 whoever connects: the request that connect checks is made from
+    the ASGI scope, whose client is the real one."""
+    app = create_app(instance_path=tmp_path / "instance", cookie_secure=False)
+    clients = app.extensions["socketio"]
+    scope = {
+        "type": "websocket",
+        "scheme": "wss",
+        "path": "/socket.io/",
+        "query_string": b"EIO=4&transport=websocket",
+        "headers": [(b"host", b"chat.example.org"), (b"cookie", b"chat_session=x"), (b"remote-addr", b"10.9.9.9")],
+        "client": ("203.0.113.9", 50123),
+        "http_version": "1.1",
+    }
+    async with app.request_context(clients._handshake_request(scope)):
+        assert request.remote_addr == "203.0.113.9"
+        assert request.host == "chat.example.org" and request.is_secure
+        assert request.cookies["chat_session"] == "x"
