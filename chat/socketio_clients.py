@@ -38,7 +38,7 @@ from werkzeug.datastructures import Headers
 
 from . import accounts, conversations
 from .broker import BrokerUnavailable, Event, Subscription
-from .errors import APIError
+from .errors import APIError, validation_fields
 from .hosts import host_allowed
 from .presence import presence_event
 from .rooms import Room, admit
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 SOCKETIO_PATH = "socket.io"
 MAX_PACKET_BYTES = 64 * 1024  # Engine.IO closes a client that sends a larger packet; past 16 KiB events are refused
 MAX_EVENT_CHARS = 16 * 1024  # as the websocket's MAX_FRAME_CHARS
+MAX_JOINED_ROOMS = 100  # each is a broker subscription and a task
 QUEUE_SIZE = 256  # broker events waiting for one joined room of one client before the client is disconnected
 OUTBOX_SIZE = 256  # packets waiting in Engine.IO's own (unbounded) queue for one client, likewise
 REPLAY_BATCH = 200
@@ -236,8 +237,8 @@ class SocketIOClients:
                 return await handler(client, args[0])
             except APIError as exc:
                 return _error(exc.error, exc.message)
-            except ValidationError:
-                return _error("validation_error", "Some fields are invalid.")
+            except ValidationError as exc:
+                return _error("validation_error", "Some fields are invalid.", fields=validation_fields(exc))
             except OperationalError as exc:
                 log.warning("socket.io event failed: %s", exc)
                 return _error("unavailable", "The database is busy; send the event again shortly.")
@@ -247,9 +248,14 @@ class SocketIOClients:
     async def _join(self, client: Client, data: object) -> dict:
         room = await admit(client.user_id, JoinIn.model_validate(data).room)
         if room.name not in client.feeds:
+            if len(client.feeds) >= MAX_JOINED_ROOMS:
+                raise APIError(429, "too_many_rooms", f"A client joins at most {MAX_JOINED_ROOMS} rooms; leave one.")
             # as the websocket: "now" read before subscribing, then whatever lands in between is replayed
             after = await conversations.newest_id(room)
             subscription = await self.state.broker.subscribe((room.channel,), QUEUE_SIZE)
+            if self.clients.get(client.sid) is not client:  # disconnected (a logout) while we subscribed
+                await self.state.broker.unsubscribe(subscription)
+                raise APIError(401, "unauthorized", "The connection has ended.")
             feed = client.feeds[room.name] = RoomFeed(room, subscription)
             feed.task = asyncio.create_task(self._deliver(client, feed, after), name="socketio-feed")
         return {"ok": True, "room": room.name}
@@ -367,8 +373,8 @@ async def _no_push(path: str, headers: Headers) -> None:
     """The handshake request pushes nothing (Quart's Request wants a function for HTTP/2 pushes)."""
 
 
-def _error(error: str, message: str) -> dict:
-    return {"ok": False, "error": error, "message": message}
+def _error(error: str, message: str, **extra: object) -> dict:
+    return {"ok": False, "error": error, "message": message, **extra}
 
 
 def install_socketio(app: Quart, app_state: AppState) -> SocketIOClients:

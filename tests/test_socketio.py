@@ -281,6 +281,8 @@ async def test_bad_input_is_answered_with_an_error_ack(shared_server, peers):
     for event, data, error in cases:
         ack = await a.call(event, data)
         assert ack["ok"] is False and ack["error"] == error, (event, data, ack)
+    ack = await a.call("message", {"room": room, "content": ""})
+    assert ack["fields"] == [{"field": "content", "message": "String should have at least 1 character"}], ack
     # no argument, or two
     assert (await a.client.call("join", timeout=ACK_TIMEOUT))["error"] == "validation_error"
     assert (await a.call("join", {"room": room}, {"room": room}))["error"] == "validation_error"
