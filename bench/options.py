@@ -8,12 +8,18 @@ import dataclasses
 import os
 from dataclasses import dataclass, fields
 
-from .servers import ALL_SERVERS, CHAT
+from .servers import ALL_SERVERS, CHAT, chat_sources
 
 
 @dataclass
 class Options:
     servers: tuple[str, ...] = ALL_SERVERS
+    # other trees of chat, each LABEL=DIR (DIR holds a chat/ package: e.g. an older commit's checkout), benched
+    # as the server chat@LABEL beside this tree's chat: `--servers chat,chat@before --chat-sources before=DIR`
+    chat_sources: tuple[str, ...] = ()
+    # every server this many times, in turn, the order reversed each round (A B, B A, ...): the machine's drift
+    # then falls on each alike; the table gives each figure's median over the rounds
+    rounds: int = 1
     scenarios: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
     # 1: send-message
     send_seconds: int = 10
@@ -97,7 +103,13 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         if raw is not None and raw != "":
             values[field.name] = _parse(field, str(raw))
     options = Options(**values)
-    unknown = set(options.servers) - set(ALL_SERVERS)
+    try:
+        known = (*ALL_SERVERS, *chat_sources(options.chat_sources))
+    except ValueError as error:
+        parser.error(str(error))
+    unknown = set(options.servers) - set(known)
     if unknown:
-        parser.error(f"unknown servers {sorted(unknown)}: choose from {', '.join(ALL_SERVERS)}")
+        parser.error(f"unknown servers {sorted(unknown)}: choose from {', '.join(dict.fromkeys(known))}")
+    if options.rounds < 1:
+        parser.error("--rounds: at least 1")
     return options

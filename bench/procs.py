@@ -1,4 +1,5 @@
-"""Processes on this machine: CPU pinning, and a process's RSS and CPU time from /proc."""
+"""Processes on this machine: CPU pinning, niceness and the open-file limit (a process's RSS and CPU time are
+testkit.probes')."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import os
 from pathlib import Path
 
 SERVER_CPU, LOADGEN_CPU = 0, 1
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def can_pin() -> bool:
@@ -22,42 +22,6 @@ def pinned(cpu: int, cmd: list[str]) -> list[str]:
 def pin_self(cpu: int) -> None:
     if can_pin():
         os.sched_setaffinity(0, {cpu})
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def descendants(pid: int) -> list[int]:
-    result, todo = [], [pid]
-    while todo:
-        kids = children(todo.pop())
-        result += kids
-        todo += kids
-    return result
-
-
-def status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def rss_kib(pid: int) -> int:
-    return status_kib(pid, "VmRSS")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def raise_fd_limit(wanted: int) -> int:

@@ -1,8 +1,12 @@
-"""The one markdown table of a run: figures per server, ratios, targets."""
+"""The markdown tables of a run: figures per server, ratios, targets; and, when other trees of chat ran beside
+this one (--chat-sources), each one's figures beside chat's, with the ratio."""
 
 from __future__ import annotations
 
-from .servers import ALL_SERVERS, BARE_QUART, CHAT, FLASK_SERVERS
+import statistics
+from collections.abc import Iterable
+
+from .servers import ALL_SERVERS, BARE_QUART, CHAT, FLASK_SERVERS, is_chat
 
 TARGET_SEND_FLASK, TARGET_SEND_BARE, TARGET_SEND_P99 = 3.0, 0.5, 50.0
 TARGET_HISTORY_FLASK, TARGET_HISTORY_SLOWDOWN = 3.0, 0.10
@@ -34,7 +38,8 @@ def _met(ok: bool | None) -> str:
 class Table:
     def __init__(self, records: list[dict]) -> None:
         self.records = records
-        self.servers = [s for s in ALL_SERVERS if any(r["server"] == s for r in records)]
+        present = dict.fromkeys(r["server"] for r in records)
+        self.servers = [s for s in ALL_SERVERS if s in present] + [s for s in present if s not in ALL_SERVERS]
         self.rows: list[list[str]] = []
 
     def row(self, label: str, cells: dict[str, str], flask_ratio=None, bare_ratio=None, target="", met=None) -> None:
@@ -107,6 +112,12 @@ def _send(t: Table) -> None:
     t.row("1 send · CPU % server / wrk", cells)
 
 
+def _history_page(variant: str) -> str:
+    """ "newest-1000" -> "newest 50 of 1,000"; "before-1000" -> "before= middle of 1,000"."""
+    shape, size = variant.split("-")
+    return f"{'newest 50' if shape == 'newest' else 'before= middle'} of {int(size):,}"
+
+
 def _history(t: Table) -> None:
     variants = sorted(
         {r["variant"] for r in t.records if r["scenario"] == 2 and r["variant"] != "newest-memory"},
@@ -124,8 +135,8 @@ def _history(t: Table) -> None:
                     rps[server], p99[server] = memory[server], memory_p99[server]
         to_flask, to_bare = t.ratios(rps)
         cells = {s: f"{_num(rps[s], 0)} (p99 {_num(p99[s])})" if rps[s] is not None else "—" for s in t.servers}
-        shape, size = variant.split("-")
-        label = f"2 history · {'newest 50' if shape == 'newest' else 'before= middle'} of {int(size):,} · req/s"
+        shape = variant.split("-")[0]
+        label = f"2 history · {_history_page(variant)} · req/s"
         t.row(
             label,
             cells,
@@ -230,10 +241,101 @@ def _storm(t: Table) -> None:
     )
 
 
+# counts where the worst round is the one to show (anything lost in any round is lost)
+WORST_OF_ROUNDS = {"lost", "duplicated", "not_ok", "acknowledged_missing", "acknowledged_duplicated"}
+WORST_OF_ROUNDS |= {"acknowledged_twice", "echo_timeouts", "timeouts", "connect_errors", "read_errors"}
+FEWEST_OF_ROUNDS = {"opened", "fan_out_delivered"}
+
+
+def medians(records: list[dict]) -> list[dict]:
+    """One record per server, scenario and variant over the rounds: rates, latencies and sizes (floats) their
+    median, a yes/no only yes if yes in every round, the counts of failures and of sockets reached their worst;
+    the rest (counts of requests, nested figures) as in the first round."""
+    groups: dict[tuple, list[dict]] = {}
+    for record in records:
+        groups.setdefault((record["server"], record["scenario"], record["variant"]), []).append(record)
+    merged = []
+    for group in groups.values():
+        record = dict(group[0])
+        for key, value in record.items():
+            values = [r.get(key) for r in group if r.get(key) is not None]
+            if isinstance(value, bool):
+                record[key] = all(values)
+            elif key in WORST_OF_ROUNDS and isinstance(value, int):
+                record[key] = max(values)
+            elif key in FEWEST_OF_ROUNDS and isinstance(value, int):
+                record[key] = min(values)
+            elif isinstance(value, float):
+                record[key] = statistics.median(values)
+        merged.append(record)
+    return merged
+
+
+# (scenario, variant, key, label): what the comparison of two trees of chat shows
+COMPARED = (
+    (1, "send", "ok_per_s", "1 send · 2xx req/s"),
+    (1, "send", "p50_ms", "1 send · p50 ms (wrk)"),
+    (1, "send", "p99_ms", "1 send · p99 ms (wrk)"),
+    (2, "{history}", "ok_per_s", "2 history · {history} · req/s"),
+    (3, "closed-loop", "msg_per_s", "3 closed loop · delivered msg/s"),
+    (3, "closed-loop", "p50_ms", "3 closed loop · p50 ms"),
+    (3, "closed-loop", "p99_ms", "3 closed loop · p99 ms"),
+    (4, "open-loop-quiet", "p50_ms", "4 open loop · p50 ms"),
+    (4, "open-loop-quiet", "p99_ms", "4 open loop · p99 ms"),
+    (5, "idle", "kib_per_socket", "5 idle · server RSS KiB per socket"),
+    (5, "idle", "fan_out_ms", "5 idle · one message to all sockets, ms"),
+    (6, "capacity", "logins_per_s", "6 login · capacity logins/s"),
+    (6, "storm", "p99_storm_over_quiet", "6 storm · messages p99 during storm ÷ quiet"),
+)
+
+
+def _per_round(records: list[dict], server: str, scenario: int, variant: str, key: str) -> dict[int, float]:
+    return {
+        r["round"]: r[key]
+        for r in records
+        if r["server"] == server and r["scenario"] == scenario and r["variant"] == variant and r.get(key) is not None
+    }
+
+
+def _history_variants(records: Iterable[dict]) -> list[str]:
+    variants = {r["variant"] for r in records if r["scenario"] == 2 and r["variant"] != "newest-memory"}
+    return sorted(variants, key=lambda v: (v.split("-")[0] != "newest", int(v.split("-")[1])))
+
+
+def comparison(records: list[dict], before: str, after: str = CHAT) -> str:
+    """`after` beside `before`, figure by figure: the medians over the rounds, their ratio, and each round's."""
+    lines = [
+        f"| scenario · figure | {before} | {after} | {after} ÷ {before} | ratio in each round |",
+        "|---|---|---|---|---|",
+    ]
+    for scenario, variant, key, label in COMPARED:
+        variants = _history_variants(records) if variant == "{history}" else [variant]
+        for name in variants:
+            old = _per_round(records, before, scenario, name, key)
+            new = _per_round(records, after, scenario, name, key)
+            if not old or not new:
+                continue
+            old_median, new_median = statistics.median(old.values()), statistics.median(new.values())
+            rounds = " ".join(_ratio(new[r] / old[r]) for r in sorted(old) if r in new and old[r])
+            history = _history_page(name) if scenario == 2 else ""
+            lines.append(
+                f"| {label.format(history=history)} | {_num(old_median)} | {_num(new_median)} "
+                f"| {_ratio(new_median / old_median) if old_median else '—'} | {rounds} |"
+            )
+    return "\n".join(lines)
+
+
 def table(records: list[dict], machine: dict) -> str:
-    t = Table(records)
+    rounds = max((r.get("round", 0) for r in records), default=0) + 1
+    t = Table(medians(records))
     for section in (_send, _history, _realtime, _idle, _storm):
         section(t)
     head = f"chat bench {machine['date']} · {machine['nproc']} × {machine['cpu']} · Python {machine['python']}"
     pinning = "servers on CPU 0, load on CPU 1" if machine["pinned"] else "not pinned (one core)"
-    return f"{head} · {pinning}\n\n{t.markdown()}\n"
+    if rounds > 1:
+        pinning += f" · {rounds} rounds, medians"
+    text = f"{head} · {pinning}\n\n{t.markdown()}\n"
+    for other in (s for s in t.servers if is_chat(s) and s != CHAT):
+        text += f"\n{CHAT} beside {other} (higher is better for /s, lower for ms and KiB):\n\n"
+        text += comparison(records, other) + "\n"
+    return text

@@ -253,7 +253,9 @@ class FanOut:
     """Many idle sockets in one room; counts arrivals of one tagged message."""
 
     expected: int
-    tag: str = "fan-out"
+    # a client_id of its own: a database used again (--rounds) would take a repeated one for a resend, store
+    # and publish nothing, and answer with the first round's message
+    tag: str = field(default_factory=lambda: f"fan-out-{uuid.uuid4().hex[:8]}")
     arrived: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
     last_arrival: float = 0.0

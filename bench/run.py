@@ -16,19 +16,22 @@ from pathlib import Path
 
 import httpx
 
+from testkit import probes
+
 from . import flaskenv, httpload, logins, procs, report, rt, seed
 from .options import Options, parse
 from .servers import (
     BARE_QUART,
-    CHAT,
     FLASK_SERVERS,
     FLASK_THREADING,
     REFERENCE_DIR,
     ROOT,
-    Server,
+    BenchServer,
     bare_server,
     chat_server,
+    chat_sources,
     flask_server,
+    is_chat,
 )
 
 BARE_COOKIE = "chat_session=bench"  # the bare servers only check that a session cookie is there
@@ -47,11 +50,15 @@ class Run:
         self.loadavg_at_start = Path("/proc/loadavg").read_text().split()[:3]
         self.flask_bin: Path | None = None
         self.layout = seed.Layout(options.users, options.history_sizes if 2 in options.scenarios else ())
+        self.sources = chat_sources(options.chat_sources)
+        self.prepared: set[str] = set()  # servers whose database is seeded: later rounds reuse it
+        self.round = 0
 
     # ---------------------------------------------------------------- bookkeeping
 
     def record(self, server: str, scenario: int, variant: str, **figures: object) -> dict:
-        entry = {"run": self.run_id, "server": server, "scenario": scenario, "variant": variant, **figures}
+        entry = {"run": self.run_id, "round": self.round, "server": server, "scenario": scenario, "variant": variant}
+        entry |= figures
         self.records.append(entry)
         log(server, f"s{scenario}", variant, json.dumps(figures)[:400])
         return entry
@@ -79,27 +86,28 @@ class Run:
 
     # ---------------------------------------------------------------- servers
 
-    def make_server(self, name: str) -> Server:
+    def make_server(self, name: str) -> BenchServer:
         workdir = self.workdir / name
         workdir.mkdir(parents=True, exist_ok=True)
         worker_class = None if self.options.worker_class == "asyncio" else self.options.worker_class
-        if name == CHAT:
-            return chat_server(workdir, worker_class)
+        if is_chat(name):
+            return chat_server(workdir, worker_class, name, self.sources[name])
         if name in FLASK_SERVERS:
             if self.flask_bin is None:
                 self.flask_bin = flaskenv.ensure(REFERENCE_DIR, log)
             return flask_server(name, workdir, self.flask_bin, REFERENCE_DIR, self.options.idle_sockets + 1000)
         return bare_server(name, workdir, worker_class)
 
-    def prepare_database(self, server: Server) -> None:
-        if server.schema is None:
+    def prepare_database(self, server: BenchServer) -> None:
+        if server.schema is None or server.name in self.prepared:
             return
         started = time.perf_counter()
         seed.create_schema(server, self.flask_bin / "python" if self.flask_bin else None)
         seed.seed(server.db_path, server.schema, self.layout, self.options.bcrypt_rounds)
         log(server.name, f"database ready in {time.perf_counter() - started:.1f}s ({server.db_path})")
+        self.prepared.add(server.name)
 
-    async def sign_in(self, server: Server) -> dict[int, str]:
+    async def sign_in(self, server: BenchServer) -> dict[int, str]:
         """A session cookie per bench user (and the history reader), before any timing."""
         ids = list(range(1, self.options.users + 1))
         if self.layout.history_sizes:
@@ -133,7 +141,7 @@ class Run:
                     await self.closed_loop(server, cookies)
                 if 4 in scenarios or 6 in scenarios:
                     quiet = await self.open_loop(server, cookies)
-                if 6 in scenarios and name == CHAT:  # the reference has no hash queue to measure
+                if 6 in scenarios and is_chat(name):  # the reference has no hash queue to measure
                     await self.login_storm(server, cookies, quiet)
                 if 5 in scenarios:
                     await self.idle_sockets(server, cookies)
@@ -142,15 +150,15 @@ class Run:
         if "Traceback" in server.log():
             log(name, f"the server logged a traceback: see {server.log_path}")
 
-    def _server_cpu(self, server: Server):
+    def _server_cpu(self, server: BenchServer):
         pid = server.worker_pid()
-        return pid, procs.cpu_seconds(pid), time.perf_counter()
+        return pid, probes.cpu_seconds(pid), time.perf_counter()
 
     def _cpu_pct(self, mark) -> float:
         pid, cpu0, wall0 = mark
-        return round(100 * (procs.cpu_seconds(pid) - cpu0) / (time.perf_counter() - wall0), 1)
+        return round(100 * (probes.cpu_seconds(pid) - cpu0) / (time.perf_counter() - wall0), 1)
 
-    def send_messages(self, server: Server, cookies: dict[int, str]) -> None:
+    def send_messages(self, server: BenchServer, cookies: dict[int, str]) -> None:
         """Scenario 1: POST /send-message from every bench user to its partner; then each 2xx stored exactly once."""
         clients = []
         for a, b in self.user_pairs():
@@ -182,7 +190,7 @@ class Run:
             )
         self.record(server.name, 1, "send", connections=self.options.send_connections, **result)
 
-    def history(self, server: Server, cookies: dict[int, str]) -> None:
+    def history(self, server: BenchServer, cookies: dict[int, str]) -> None:
         """Scenario 2: the newest 50 and a `before=` page from the middle, per conversation size."""
         reader = self.layout.reader
         if server.schema is None:  # the bare servers keep 1 000 messages in memory
@@ -212,10 +220,10 @@ class Run:
             result["server_cpu_pct"] = self._cpu_pct(mark)
             self.record(server.name, 2, f"{shape}-{label}", conversation=size, **result)
 
-    def _protocol(self, server: Server) -> str:
+    def _protocol(self, server: BenchServer) -> str:
         return "socketio" if server.schema == "flask" else "chat"
 
-    async def closed_loop(self, server: Server, cookies: dict[int, str]) -> None:
+    async def closed_loop(self, server: BenchServer, cookies: dict[int, str]) -> None:
         pairs = await rt.open_pairs(self._protocol(server), server.ws_url, cookies, self.user_pairs())
         try:
             mark = self._server_cpu(server)
@@ -225,7 +233,7 @@ class Run:
             await rt.close_pairs(pairs)
         self.record(server.name, 3, "closed-loop", pairs=len(pairs), **result)
 
-    async def open_loop(self, server: Server, cookies: dict[int, str], during: str = "quiet") -> dict:
+    async def open_loop(self, server: BenchServer, cookies: dict[int, str], during: str = "quiet") -> dict:
         pairs = await rt.open_pairs(self._protocol(server), server.ws_url, cookies, self.user_pairs())
         try:
             mark = self._server_cpu(server)
@@ -235,7 +243,7 @@ class Run:
             await rt.close_pairs(pairs)
         return self.record(server.name, 4, f"open-loop-{during}", pairs=len(pairs), **result)
 
-    async def login_storm(self, server: Server, cookies: dict[int, str], quiet: dict) -> None:
+    async def login_storm(self, server: BenchServer, cookies: dict[int, str], quiet: dict) -> None:
         """Scenario 6: logins/s capacity, then twice that offered while the open loop runs."""
         names = [self.layout.name(i) for i in range(1, self.options.users + 1)]
         cap = await logins.capacity(server.base_url, names, self.options.capacity_seconds)
@@ -264,7 +272,7 @@ class Run:
             server_cpu_pct=cpu,
         )
 
-    async def idle_sockets(self, server: Server, cookies: dict[int, str]) -> None:
+    async def idle_sockets(self, server: BenchServer, cookies: dict[int, str]) -> None:
         """Scenario 5: many idle sockets in one room: server RSS per socket, then one message fanned out to all."""
         wanted = self.options.idle_sockets_threading if server.name == FLASK_THREADING else self.options.idle_sockets
         a, b = 1, 2
@@ -275,14 +283,14 @@ class Run:
         warm, _ = await rt.open_idle(protocol, server.ws_url, [cookies[a]], room, 20, lambda *_: None)
         await rt.close_all(warm)
         pid = server.worker_pid()
-        rss_before = procs.rss_kib(pid)
+        rss_before = probes.rss_kib(pid)
         started = time.perf_counter()
         sockets, errors = await rt.open_idle(
             protocol, server.ws_url, [cookies[a], cookies[b]], room, wanted, fan_out.on_message
         )
         open_seconds = time.perf_counter() - started
         await asyncio.sleep(0)  # noqa: ASYNC110
-        rss_after = procs.rss_kib(pid)
+        rss_after = probes.rss_kib(pid)
         fan_out.expected = len(sockets)
         fan_out_ms = None
         try:
@@ -316,8 +324,14 @@ class Run:
         )
 
     async def all(self) -> None:
-        for name in self.options.servers:
-            await self.bench(name)
+        """Every server, `rounds` times; each round in the reverse order of the one before (A B, B A, A B, ...)."""
+        for number in range(self.options.rounds):
+            self.round = number
+            servers = self.options.servers if number % 2 == 0 else self.options.servers[::-1]
+            for name in servers:
+                if self.options.rounds > 1:
+                    log(f"round {self.round + 1} of {self.options.rounds}: {name}")
+                await self.bench(name)
 
     def write(self) -> tuple[Path, str]:
         results = ROOT / self.options.results_dir

@@ -19,7 +19,7 @@ import bcrypt
 from chat.rooms import room_for
 from chat.security import hash_password_sync
 
-from .servers import Server
+from .servers import BenchServer
 
 PASSWORD = "bench password 1"  # noqa: S105 - a throwaway account on a throwaway database
 
@@ -42,7 +42,7 @@ class Layout:
         return f"bench{user_id:05d}"
 
 
-def create_schema(server: Server, flask_python: Path | None = None) -> None:
+def create_schema(server: BenchServer, flask_python: Path | None = None) -> None:
     """Let the server's own code create its tables: chat's migrations, or the reference's create_all()."""
     if server.schema == "chat":
         cmd = [sys.executable, "-m", "chat.cli", "migrate"]

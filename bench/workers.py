@@ -14,9 +14,7 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -24,8 +22,11 @@ from pathlib import Path
 
 import httpx
 
+from testkit.probes import wait_until
+from testkit.servers import Server
+
 from .httpload import run_wrk
-from .servers import free_port
+from .servers import exactly_env
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -37,13 +38,17 @@ def psql(sql: str) -> None:
     subprocess.run(["psql", f"{PG}/postgres", "-qAt", "-c", sql], check=True, capture_output=True)
 
 
+def broker_ok(base_url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(base_url + "/healthz", timeout=2).json().get("broker") == "ok"
+    return False
+
+
 @contextlib.contextmanager
 def chat_on_postgres(workers: int, workdir: Path):
     database = f"chat_bench_{uuid.uuid4().hex[:8]}"
     psql(f"CREATE DATABASE {database}")
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CHAT_")}
-    env |= {
+    env = {
         "CHAT_DATABASE_URL": f"{PG.replace('postgresql://', 'postgres://')}/{database}",
         "CHAT_BROKER_URL": REDIS,
         "CHAT_REDIS_PREFIX": f"{database}:",
@@ -54,25 +59,20 @@ def chat_on_postgres(workers: int, workdir: Path):
         "CHAT_WS_FRAME_RATE": "1000000",
         "CHAT_INSTANCE_PATH": str(workdir / f"instance-{workers}"),
     }
-    cmd = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-    cmd += ["--worker-class", "uvloop", "chat:create_app()"]
-    log = open(workdir / f"chat-{workers}.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(
+        workdir,
+        env,
+        workers=workers,
+        extra_args=["--worker-class", "uvloop"],
+        name=f"chat-{workers}",
+        settings=exactly_env,
+    )
     try:
-        base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base_url + "/healthz", timeout=2).json().get("broker") == "ok":
-                    break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError((workdir / f"chat-{workers}.log").read_text())
-            time.sleep(0.1)
-        yield base_url
+        server.start(timeout=60)
+        wait_until(lambda: broker_ok(server.base_url), timeout=60, what=server.log)
+        yield server.base_url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-        log.close()
+        server.stop(timeout=30)
         psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 

@@ -1,7 +1,7 @@
 """Quart's ASGI websocket connection, with its incoming side bounded and its end made to release hypercorn.
 
 Two upstream behaviours (Quart 0.22, hypercorn 0.18) that a hostile client can turn against the server, each
-reproduced by tests/test_hostile_ws.py:
+reproduced by tests/system/test_hostile_websocket.py:
 
 1. Quart moves every incoming frame from hypercorn into an unbounded asyncio.Queue as fast as it arrives, so a
    client that sends faster than the handler reads grows the server's memory without limit. Here the queue

@@ -251,7 +251,7 @@ class RedisBroker:
         # Take the pub/sub connection now, before any socket subscribes: redis-py takes it on the first
         # SUBSCRIBE, and two first SUBSCRIBEs at once each took a connection of their own. The reader then
         # listened on one of them, and what the other subscribed was never confirmed (the socket refused
-        # with 503) nor delivered (tests/test_broker.py reproduces it).
+        # with 503) nor delivered (tests/unit/test_broker.py reproduces it).
         await self._pubsub.connect()
         wanted = list(self._refcounts)
         self._healthy = True

@@ -76,7 +76,7 @@ def documented(pattern: str) -> Field:
     """The rule a validator enforces, as the JSON Schema `pattern` that /openapi.json shows clients.
 
     Only documentation: the validators decide. Patterns are anchored, so that a fuzzer that generates
-    from the schema (tests/test_fuzz_api.py) produces exactly what the server accepts.
+    from the schema (tests/system/test_fuzz_api.py) produces exactly what the server accepts.
     """
     return Field(json_schema_extra={"pattern": pattern})
 

@@ -1,6 +1,6 @@
 """What one user's websockets may take of a worker: how many may be open, and how fast their frames are read.
 
-docs/websocket.md ("Limits") tells clients what they meet; tests/test_hostile_ws.py floods past each one.
+docs/websocket.md ("Limits") tells clients what they meet; tests/system/test_hostile_websocket.py floods past each one.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from .support import BACKEND, Server, api_login, api_register, drop_test_databases, started_app
+from testkit.app import api_login, api_register, started_app
+from testkit.backends import BACKEND, drop_test_databases
+from testkit.servers import Server
 
 
 def pytest_collection_modifyitems(config, items):

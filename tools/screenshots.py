@@ -10,7 +10,9 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-from tests.support import CHROMIUM, CHROMIUM_ARGS, Server, signed_in_client
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS
+from testkit.http import signed_in_client
+from testkit.servers import Server
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 LINES = [

@@ -1,0 +1,214 @@
+"""Several hypercorn processes ("machines") and workers sharing PostgreSQL and Redis behave as one server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from testkit.backends import BACKEND, backend_settings, psql
+from testkit.http import signed_in_client
+from testkit.probes import wait_until
+from testkit.servers import ROOT, Server, free_port
+from testkit.ws import message_frame, presence_frame, recv_until
+
+pytestmark = pytest.mark.skipif(BACKEND != "postgres", reason="scale-out runs with CHAT_TEST_BACKEND=postgres")
+
+SECRET = {"CHAT_SECRET_KEY": "shared-by-every-machine-of-this-test"}
+
+
+def machines(tmp_path: Path, count: int, **env: str) -> list[Server]:
+    """`count` servers on one database and one Redis, each in its own folder (its own instance path)."""
+    shared = backend_settings(tmp_path) | SECRET | env
+    return [Server(workdir=_folder(tmp_path / f"machine-{i}"), env=shared).start() for i in range(count)]
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.asynccontextmanager
+async def open_socket(server: Server, client: httpx.Client, room: str, after: int | None = None):
+    url = f"{server.ws_url}/ws/rooms/{room}" + (f"?after={after}" if after is not None else "")
+    headers = {"Cookie": f"chat_session={client.cookies['chat_session']}"}
+    async with websockets.connect(url, additional_headers=headers, origin=server.base_url) as ws:
+        yield ws
+
+
+def stop_all(*servers: Server) -> None:
+    for server in servers:
+        server.stop()
+        assert "Traceback" not in server.log(), server.log()
+
+
+def room_of(a: dict, b: dict) -> str:
+    return f"dm-{min(a['id'], b['id'])}-{max(a['id'], b['id'])}"
+
+
+async def test_two_machines_chat_live_with_presence_typing_and_resume(tmp_path):
+    one, two = machines(tmp_path, 2)
+    try:
+        alice, a = signed_in_client(one.base_url, "alice")
+        bob, b = signed_in_client(two.base_url, "bob")
+        room = room_of(a, b)
+        async with open_socket(one, alice, room) as alice_ws:
+            await recv_until(alice_ws, presence_frame(b["id"], False), timeout=15)
+            async with open_socket(two, bob, room) as bob_ws:
+                await recv_until(alice_ws, presence_frame(b["id"], True), timeout=15)  # crossed machines
+                assert {u["username"]: u["online"] for u in alice.get("/get-users").json()["users"]}["bob"]
+
+                await bob_ws.send('{"type": "typing"}')
+                assert (await recv_until(alice_ws, lambda f: f["type"] == "typing", timeout=15)) == {
+                    "type": "typing",
+                    "user_id": b["id"],
+                }
+                await bob_ws.send('{"type": "message", "content": "from two", "client_id": "b1"}')
+                got = await recv_until(alice_ws, message_frame("from two"), timeout=15)
+                echo = await recv_until(bob_ws, message_frame("from two"), timeout=15)
+                assert got == echo and echo["message"]["client_id"] == "b1"
+                await alice_ws.send('{"type": "message", "content": "from one"}')
+                await recv_until(bob_ws, message_frame("from one"), timeout=15)
+                last_seen = got["message"]["id"]
+            await recv_until(alice_ws, presence_frame(b["id"], False), timeout=15)
+
+        # alice is away while bob writes on the other machine; she resumes with after
+        sent = [
+            bob.post("/send-message", json={"receiver_id": a["id"], "content": f"late {i}"}).json() for i in range(5)
+        ]
+        async with open_socket(two, alice, room, after=last_seen) as alice_ws:
+            replayed = []
+            while len(replayed) < 6:
+                frame = await recv_until(alice_ws, lambda f: f["type"] == "message", timeout=15)
+                replayed.append(frame["message"]["id"])
+        stored = [m["id"] for m in alice.get("/get-messages", params={"user_id": b["id"]}).json()["messages"]]
+        assert replayed == [i for i in stored if i > last_seen]
+        assert {m["id"] for m in sent} <= set(replayed)
+    finally:
+        stop_all(one, two)
+
+
+def test_two_workers_start_together_on_a_fresh_database(tmp_path):
+    server = Server(workdir=tmp_path, workers=2).start()
+    try:
+        client, me = signed_in_client(server.base_url, "alice")
+        for _ in range(20):  # connections land on either worker
+            with httpx.Client(base_url=server.base_url) as fresh:
+                assert fresh.get("/healthz").status_code == 200
+        assert client.get("/me").json() == me
+    finally:
+        stop_all(server)
+    database = backend_settings(tmp_path)["CHAT_DATABASE_URL"].rsplit("/", 1)[1]
+    rows = subprocess.run(
+        [
+            "psql",
+            f"postgresql://postgres@127.0.0.1:5432/{database}",
+            "-Atc",
+            "SELECT count(*) FROM tortoise_migrations",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert rows == str(len(list((ROOT / "migrations").glob("0*.py"))))
+    assert psql  # the helper that made the database
+
+
+@contextlib.contextmanager
+def own_redis(port: int):
+    """A private redis-server (not the shared one), so that the test can stop and start it."""
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return proc
+            time.sleep(0.05)
+        raise TimeoutError("redis-server did not start")
+
+    holder = {"proc": start()}
+
+    def restart() -> None:
+        holder["proc"] = start()
+
+    def stop() -> None:
+        holder["proc"].terminate()
+        holder["proc"].wait(10)
+
+    try:
+        yield stop, restart
+    finally:
+        if holder["proc"].poll() is None:
+            stop()
+
+
+async def test_redis_outage_loses_nothing_and_recovers_without_restart(tmp_path):
+    port = free_port()
+    with own_redis(port) as (stop_redis, start_redis):
+        (server,) = machines(tmp_path, 1, CHAT_BROKER_URL=f"redis://127.0.0.1:{port}/0")
+        try:
+            alice, a = signed_in_client(server.base_url, "alice")
+            bob, b = signed_in_client(server.base_url, "bob")
+            room = room_of(a, b)
+            async with open_socket(server, alice, room) as alice_ws:
+                bob.post("/send-message", json={"receiver_id": a["id"], "content": "before"})
+                last_seen = (await recv_until(alice_ws, message_frame("before"), timeout=15))["message"]["id"]
+                stop_redis()
+                # the socket can no longer hear live events: it is told to go, and resumes later
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await recv_until(alice_ws, lambda f: False, timeout=15)
+                assert closed.value.rcvd.code in (1011, 1013)
+
+            during = [
+                bob.post("/send-message", json={"receiver_id": a["id"], "content": f"during {i}"}) for i in range(3)
+            ]
+            assert [r.status_code for r in during] == [201, 201, 201]
+            assert alice.get("/healthz").json() == {"status": "ok", "broker": "unavailable"}
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with open_socket(server, alice, room, after=last_seen):
+                    pass
+            assert refused.value.response.status_code == 503
+
+            start_redis()
+            wait_until(lambda: alice.get("/healthz").json()["broker"] == "ok")
+            async with open_socket(server, alice, room, after=last_seen) as alice_ws:
+                for i in range(3):
+                    await recv_until(alice_ws, message_frame(f"during {i}"), timeout=15)
+                bob.post("/send-message", json={"receiver_id": a["id"], "content": "after"})
+                await recv_until(alice_ws, message_frame("after"), timeout=15)
+        finally:
+            stop_all(server)
+
+
+async def test_a_killed_worker_leaves_its_users_online_only_until_expiry(tmp_path):
+    one, two = machines(tmp_path, 2, CHAT_PRESENCE_TTL_SECONDS="3")
+    try:
+        alice, a = signed_in_client(one.base_url, "alice")
+        bob, b = signed_in_client(two.base_url, "bob")
+        room = room_of(a, b)
+        async with open_socket(two, bob, room) as bob_ws:
+            await recv_until(bob_ws, presence_frame(a["id"], False), timeout=15)
+            async with open_socket(one, alice, room):
+                await recv_until(bob_ws, presence_frame(a["id"], True), timeout=15)
+                os.killpg(one.proc.pid, signal.SIGKILL)  # no goodbye: only the expiry can tell
+                started = time.monotonic()
+                await recv_until(bob_ws, presence_frame(a["id"], False), timeout=10)
+                assert time.monotonic() - started < 3 + 3  # the expiry plus one heartbeat
+            users = {u["username"]: u["online"] for u in bob.get("/get-users").json()["users"]}
+            assert users["alice"] is False
+    finally:
+        one.proc.wait(5)
+        stop_all(two)

@@ -1,0 +1,106 @@
+"""The event broker (memory and Redis), in process: the wire format, delivery to subscribers, order, overflow."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import orjson
+import pytest
+
+from chat.broker import Event, MemoryBroker, RedisBroker
+from testkit.backends import BACKEND, REDIS_URL
+
+
+def message_event(room: str, message_id: int) -> Event:
+    return Event.build(f"room:{room}", {"type": "message", "message": {"id": message_id, "content": "hi"}})
+
+
+def test_event_build_and_wire_format():
+    event = message_event("dm-1-2", 7)
+    assert (event.channel, event.type, event.message_id, event.user_id) == ("room:dm-1-2", "message", 7, None)
+    assert orjson.loads(event.text) == {"type": "message", "message": {"id": 7, "content": "hi"}}
+    typing = Event.build("room:dm-1-2", {"type": "typing", "user_id": 2})
+    assert (typing.type, typing.message_id, typing.user_id) == ("typing", None, 2)
+    for original in (event, typing):  # what a Redis broker carries between processes
+        assert Event.from_bytes(original.to_bytes()) == original
+
+
+async def test_publish_reaches_every_subscriber_of_the_channel_only():
+    broker = MemoryBroker()
+    assert broker.ordered
+    first = await broker.subscribe(("room:dm-1-2", "presence:2"), 10)
+    second = await broker.subscribe(("room:dm-1-2",), 10)
+    elsewhere = await broker.subscribe(("room:dm-1-3",), 10)
+    event = message_event("dm-1-2", 1)
+    await broker.publish(event)
+    await broker.publish(Event.build("presence:2", {"type": "presence", "user_id": 2, "online": True}))
+    assert first.queue.get_nowait() is event and second.queue.get_nowait() is event  # encoded once
+    assert first.queue.get_nowait().type == "presence"
+    assert second.queue.empty() and elsewhere.queue.empty()
+
+
+async def test_events_arrive_in_publish_order():
+    broker = MemoryBroker()
+    subscription = await broker.subscribe(("room:dm-1-2",), 100)
+    for message_id in range(1, 51):
+        await broker.publish(message_event("dm-1-2", message_id))
+    assert [subscription.queue.get_nowait().message_id for _ in range(50)] == list(range(1, 51))
+
+
+async def test_unsubscribe_stops_delivery_and_forgets_empty_channels():
+    broker = MemoryBroker()
+    kept = await broker.subscribe(("room:dm-1-2",), 10)
+    gone = await broker.subscribe(("room:dm-1-2", "session:9"), 10)
+    await broker.unsubscribe(gone)
+    await broker.publish(message_event("dm-1-2", 1))
+    await broker.publish(Event.build("session:9", {"type": "revoked"}))
+    assert gone.queue.empty() and kept.queue.qsize() == 1
+    await broker.unsubscribe(kept)
+    assert broker._channels == {}  # no memory kept for channels nobody listens to
+
+
+async def test_a_full_queue_marks_the_subscription_overflowed_and_drops_the_rest():
+    broker = MemoryBroker()
+    subscription = await broker.subscribe(("room:dm-1-2",), 3)
+    for message_id in range(1, 6):
+        await broker.publish(message_event("dm-1-2", message_id))
+    assert subscription.overflowed.is_set()
+    # what was queued stays intact (the writer may flush it); nothing more is queued: memory stays bounded
+    assert [subscription.queue.get_nowait().message_id for _ in range(3)] == [1, 2, 3]
+    await broker.publish(message_event("dm-1-2", 6))
+    assert subscription.queue.empty()
+
+
+# ---------------------------------------------------------------- store-then-publish
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="needs the Redis of the PostgreSQL + Redis pass")
+async def test_first_subscriptions_made_at_once_share_one_redis_connection_and_all_deliver():
+    """Twenty sockets subscribe at the same moment to a broker that has just connected. redis-py takes the pub/sub
+    connection on the first SUBSCRIBE, so without the broker taking it first, the simultaneous first SUBSCRIBEs
+    each took a connection of their own: the reader listened on one, and the others' channels were never
+    confirmed (their sockets refused with 503) nor delivered. Runs against the suite's Redis."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    prefix = f"chat-test-{os.getpid()}-{id(client)}:"
+    broker = RedisBroker(client, prefix)
+    await broker.start()
+    try:
+        # as on a busy server: the pool's idle connection is in use, so taking one means connecting a new one
+        busy = await client.connection_pool.get_connection()
+        try:
+            subscriptions = await asyncio.gather(
+                *(broker.subscribe((f"room:first-{number}", f"presence:{number}"), 16) for number in range(20))
+            )
+        finally:
+            await client.connection_pool.release(busy)
+        for number in range(20):
+            await broker.publish(message_event(f"first-{number}", number + 1))
+        for number, subscription in enumerate(subscriptions):
+            event = await asyncio.wait_for(subscription.queue.get(), 5)
+            assert event.message_id == number + 1
+    finally:
+        await broker.stop()
+        await client.aclose()

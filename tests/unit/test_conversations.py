@@ -1,0 +1,214 @@
+"""The send path (conversations.py) under concurrency: batched inserts, idempotency, 404s, store-then-publish in id
+order, the per-user send limit, and the JSON responses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from chat import conversations
+from chat.conversations import MessageWriter
+from chat.models import Message, User
+from chat.rooms import Room
+from chat.state import state
+from testkit.app import api_login, api_register, started_app
+
+
+async def _people(make_client, names):
+    people = []
+    for name in names:
+        person = make_client()
+        await api_register(person, name)
+        people.append((person, await api_login(person, name)))
+    return people
+
+
+def _count_batches(app) -> list[int]:
+    """Record the size of every INSERT the app's message writer makes."""
+    app_state = app.extensions["chat"]
+    writer = app_state.message_writer = MessageWriter(app_state.broker, app_state.settings.is_postgres)
+    sizes: list[int] = []
+    insert = writer._insert
+
+    async def counting(batch):
+        sizes.append(len(batch))
+        return await insert(batch)
+
+    writer._insert = counting
+    return sizes
+
+
+async def test_concurrent_sends_are_each_stored_once_and_published_in_id_order(app, make_client):
+    (alice, a), (bob, b), (carol, c) = await _people(make_client, ["alice", "bob", "carol"])
+    batches = _count_batches(app)
+    room = f"dm-{min(a['id'], b['id'])}-{max(a['id'], b['id'])}"
+    async with bob.websocket(f"/ws/rooms/{room}") as ws:
+        frames = [json.loads(await ws.receive())]  # the presence frame: the socket is subscribed
+        sends = [alice.post("/send-message", json={"receiver_id": b["id"], "content": f"a{i}"}) for i in range(30)]
+        sends += [carol.post("/send-message", json={"receiver_id": a["id"], "content": f"c{i}"}) for i in range(10)]
+        responses = await asyncio.gather(*sends)
+        assert [r.status_code for r in responses] == [201] * 40
+        sent = [await r.get_json() for r in responses]
+        in_room = sorted(m["id"] for m in sent if m["room"] == room)
+        while len([f for f in frames if f["type"] == "message"]) < len(in_room):
+            frames.append(json.loads(await asyncio.wait_for(ws.receive(), 5)))
+    published = [f["message"]["id"] for f in frames if f["type"] == "message"]
+    assert published == in_room  # every message of the room, once, in id order
+    assert len({m["id"] for m in sent}) == 40
+    assert await Message.all().count() == 40
+    stored = {m.id: m.public() for m in await Message.all()}
+    assert all(stored[m["id"]] == m for m in sent)  # the answer is what was stored
+    assert sum(batches) == 40 and max(batches) > 1  # concurrent sends shared INSERTs
+
+
+async def test_the_same_client_id_in_one_batch_is_stored_once(app, make_client):
+    (alice, _), (_, b) = await _people(make_client, ["alice", "bob"])
+    body = {"receiver_id": b["id"], "content": "once", "client_id": "same-key"}
+    responses = await asyncio.gather(*(alice.post("/send-message", json=body) for _ in range(5)))
+    assert sorted(r.status_code for r in responses) == [200, 200, 200, 200, 201]
+    assert len({(await r.get_json())["id"] for r in responses}) == 1
+    assert await Message.filter(client_id="same-key").count() == 1
+
+
+async def test_a_receiver_deleted_meanwhile_is_404_for_its_sender_only(app, make_client):
+    (alice, _), (_, b), (_, c) = await _people(make_client, ["alice", "bob", "carol"])
+    # both receivers are known to the writer after a first send each
+    for receiver in (b, c):
+        first = await alice.post("/send-message", json={"receiver_id": receiver["id"], "content": "hi"})
+        assert first.status_code == 201
+    await User.filter(id=c["id"]).delete()
+    sends = [alice.post("/send-message", json={"receiver_id": r["id"], "content": "again"}) for r in (b, c, b)]
+    responses = await asyncio.gather(*sends)
+    assert [r.status_code for r in responses] == [201, 404, 201]
+    assert (await responses[1].get_json())["error"] == "user_not_found"
+
+
+async def test_an_unknown_receiver_is_404(client, signup):
+    alice, _ = await signup("alice")
+    response = await alice.post("/send-message", json={"receiver_id": 999_999, "content": "hello?"})
+    assert response.status_code == 404
+    assert (await response.get_json())["error"] == "user_not_found"
+
+
+async def test_json_answers_keep_their_status_headers_and_shape(client, signup):
+    alice, a = await signup("alice")
+    me = await alice.get("/me")
+    assert me.status_code == 200 and me.mimetype == "application/json"
+    assert me.headers["Cache-Control"] == "no-store"
+    assert await me.get_json() == {"id": a["id"], "username": "alice", "email": "alice@example.org"}
+    sent = await alice.post("/send-message", json={"receiver_id": a["id"], "content": "ünïcode ✓"})
+    assert "ünïcode ✓".encode() in await sent.get_data()  # orjson writes UTF-8, the stdlib's json \u-escapes
+    spec = await client.get("/openapi.json")
+    assert spec.status_code == 200 and "/send-message" in (await spec.get_json())["paths"]
+
+
+async def test_history_pages_are_what_the_orm_reads(app, make_client):
+    (alice, a), (bob, b) = await _people(make_client, ["alice", "bob"])
+    for i in range(7):
+        sender, receiver = (alice, b) if i % 2 else (bob, a)
+        body = {"receiver_id": receiver["id"], "content": f"m{i}", "client_id": f"k{i}" if i % 3 else None}
+        assert (await sender.post("/send-message", json=body)).status_code == 201
+    stored = [m.public() for m in await Message.all().order_by("id")]
+    ids = [m["id"] for m in stored]
+
+    async def page(**params):
+        response = await alice.get("/get-messages", query_string={"user_id": b["id"], **params})
+        assert response.status_code == 200
+        return await response.get_json()
+
+    assert await page() == {"messages": stored, "has_more": False}
+    assert await page(limit=3) == {"messages": stored[-3:], "has_more": True}
+    assert await page(before=ids[3], limit=2) == {"messages": stored[1:3], "has_more": True}
+    assert await page(after=ids[3], limit=2) == {"messages": stored[4:6], "has_more": True}
+    assert await page(after=ids[-1]) == {"messages": [], "has_more": False}
+    unknown = await alice.get("/get-messages", query_string={"user_id": 999_999})
+    assert unknown.status_code == 404
+
+
+async def test_concurrent_sends_are_published_in_id_order(app, signup):
+    _, alice = await signup("alice")
+    _, bob = await signup("bob")
+    room = Room.direct(alice["id"], bob["id"])
+    async with app.app_context():
+        subscription = await state().broker.subscribe((room.channel,), 100)
+        sends = [
+            conversations.send_message(
+                *((alice["id"], bob["id"]) if n % 2 else (bob["id"], alice["id"])), f"m{n}", None
+            )
+            for n in range(40)
+        ]
+        await asyncio.gather(*sends)
+        # through Redis the events come back by the broker's reader, a moment after each send has returned
+        published = [(await asyncio.wait_for(subscription.queue.get(), 10)).message_id for _ in range(40)]
+        stored = await Message.filter(room=room.name).order_by("id").values_list("id", flat=True)
+    assert published == list(stored)
+
+
+async def test_a_send_cancelled_mid_insert_is_still_published(app, signup, monkeypatch):
+    """A client that hangs up cancels its handler: a message stored by then must reach the room anyway."""
+    _, alice = await signup("alice")
+    _, bob = await signup("bob")
+    room = Room.direct(alice["id"], bob["id"])
+    inserting = asyncio.Event()
+    insert = conversations.MessageWriter._insert
+
+    async def slow_insert(writer, batch):
+        inserting.set()
+        await asyncio.sleep(0.05)  # the sender hangs up while its message is being written
+        return await insert(writer, batch)
+
+    monkeypatch.setattr(conversations.MessageWriter, "_insert", slow_insert)
+    async with app.app_context():
+        subscription = await state().broker.subscribe((room.channel,), 10)
+        send = asyncio.create_task(conversations.send_message(alice["id"], bob["id"], "bye", "c-1"))
+        await inserting.wait()
+        send.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await send
+        event = await asyncio.wait_for(subscription.queue.get(), 5)
+        stored = await Message.get(sender_id=alice["id"], client_id="c-1")
+    assert event.message_id == stored.id
+
+
+@pytest.fixture
+async def tight_app(tmp_path):
+    async with started_app(tmp_path, send_limit=3, send_window_seconds=60) as application:
+        yield application
+
+
+async def test_sending_faster_than_the_limit_is_429_with_retry_after(tight_app):
+    alice, bob = tight_app.test_client(), tight_app.test_client()
+    await api_register(alice, "alice")
+    b = await api_register(bob, "bob")
+    await api_login(alice, "alice")
+    for i in range(3):
+        response = await alice.post(
+            "/send-message", json={"receiver_id": b["id"], "content": f"m{i}", "client_id": f"c{i}"}
+        )
+        assert response.status_code == 201
+    response = await alice.post("/send-message", json={"receiver_id": b["id"], "content": "too many"})
+    assert response.status_code == 429
+    assert (await response.get_json())["error"] == "too_many_messages"
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    # a retry of something already stored is not a new message: it is still answered
+    response = await alice.post("/send-message", json={"receiver_id": b["id"], "content": "m0", "client_id": "c0"})
+    assert response.status_code == 200
+    assert (await tight_app.test_client().get("/healthz")).status_code == 200
+
+
+async def test_the_limit_is_per_user_over_websockets_too(tight_app):
+    alice = tight_app.test_client()
+    a = await api_register(alice, "alice")
+    b = await api_register(tight_app.test_client(), "bob")
+    await api_login(alice, "alice")
+    room = f"dm-{min(a['id'], b['id'])}-{max(a['id'], b['id'])}"
+    async with alice.websocket(f"/ws/rooms/{room}") as ws:
+        frames = []
+        for i in range(4):
+            await ws.send(f'{{"type": "message", "content": "m{i}"}}')
+        while not any(f.get("type") == "error" for f in frames):
+            frames.append(json.loads(await ws.receive()))
+        error = next(f for f in frames if f["type"] == "error")
+        assert error["error"] == "too_many_messages"
