@@ -21,6 +21,7 @@ from .logs import escape_client_text_in_logs
 from .openapi import SECURITY_SCHEMES, ChatOpenAPIProvider
 from .security import SESSION_COOKIE, SessionUser, check_request_origin
 from .services import build_state
+from .socketio_clients import install_socketio
 from .tls import install_https
 
 __version__ = "0.1.0"
@@ -43,6 +44,8 @@ def create_app(**overrides: Any) -> Quart:
     install_lifecycle(app, settings, app_state)  # the database and the services start and stop with serving
     for blueprint in (auth.bp, users.bp, messaging.bp, room_routes.bp, realtime.bp, ops.bp, pages.bp, docs.bp):
         app.register_blueprint(blueprint)
+    if settings.socketio:
+        install_socketio(app, app_state)  # /socket.io/ for the original application's clients, beside Quart
     return app
 
 

@@ -32,6 +32,7 @@ class Settings(BaseModel):
     # Host names (optionally :port) this server answers for; empty: any. See chat/hosts.py.
     allowed_hosts: tuple[str, ...] = ()
     migrate: bool = True
+    socketio: bool = True  # serve /socket.io/ for the original application's Socket.IO clients
 
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     session_days: int = Field(30, ge=1, le=365)

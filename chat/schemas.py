@@ -213,6 +213,24 @@ class SendMessageIn(Input):
         return self
 
 
+# A room's name as clients send it (Socket.IO events): rooms.admit decides whether it names a room of theirs.
+RoomName = text(min_length=1, max_length=64)
+
+
+class JoinIn(Input):
+    """Socket.IO's `join` and `leave` events."""
+
+    room: RoomName
+
+
+class RoomMessageIn(Input):
+    """Socket.IO's `message` event: SendMessageIn's rules, addressed to a room."""
+
+    room: RoomName
+    content: Content
+    client_id: ClientId | None = None
+
+
 class MessagesQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
     # /openapi.json describes each pair as one parameter: "room" holds exactly one of user_id and room (the
