@@ -17,6 +17,7 @@ from .instance import secure_instance_folder
 from .json_io import ChatRequest, OrjsonProvider, json_responses_first
 from .lifecycle import install_lifecycle
 from .logs import escape_client_text_in_logs
+from .metrics import install_metrics
 from .openapi import SECURITY_SCHEMES, ChatOpenAPIProvider
 from .security import SESSION_COOKIE, SessionUser, check_request_origin
 from .services import build_state
@@ -40,6 +41,7 @@ def create_app(**overrides: Any) -> Quart:
     app_state = app.extensions["chat"] = build_state(settings)
     _install_guards(app, settings)
     install_lifecycle(app, settings, app_state)  # the database and the services start and stop with serving
+    install_metrics(app, app_state)  # after the lifecycle: its probe needs the database open
     for blueprint in (auth.bp, users.bp, messaging.bp, realtime.bp, ops.bp, pages.bp, docs.bp):
         app.register_blueprint(blueprint)
     return app

@@ -170,6 +170,7 @@ class MessageWriter:
             for pending in batch:
                 pending.settle(error=exc)
             return
+        state().metrics.messages_stored(sum(message_id is not None for message_id in inserted))
         for pending, message_id in zip(batch, inserted, strict=True):
             if message_id is None:
                 pending.settle(None)

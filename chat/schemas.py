@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    RootModel,
     StringConstraints,
     create_model,
     model_validator,
@@ -214,6 +215,10 @@ class MessagesOut(BaseModel):
 class HealthOut(BaseModel):
     status: str
     broker: str
+
+
+class MetricsText(RootModel[str]):
+    """Prometheus text exposition format (text/plain; version=0.0.4), not JSON."""
 
 
 class NoContent(BaseModel):
