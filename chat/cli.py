@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from .config import ConfigError, load_settings
@@ -19,7 +20,7 @@ async def _migrate() -> None:
     print(f"database is up to date ({settings.resolved_database_url.split('?')[0].split('@')[-1]})")
 
 
-async def _createuser(username: str, email: str, password: str) -> int:
+async def _createuser(username: str, email: str, password: str, admin: bool = False) -> int:
     from pydantic import ValidationError
 
     from .accounts import create_account
@@ -38,14 +39,74 @@ async def _createuser(username: str, email: str, password: str) -> int:
     try:
         # no HashGate here (it belongs to a running app): one hash, in a thread, with the configured cost
         password_hash = await asyncio.to_thread(hash_password_sync, data.password, settings.bcrypt_rounds)
-        user = await create_account(data.username, data.email, password_hash)
+        user = await create_account(data.username, data.email, password_hash, is_admin=admin)
     except APIError:
         print("that username or email is already registered", file=sys.stderr)
         return 1
     finally:
         await close_db()
-    print(f"created user {user.id} ({user.username})")
+    print(f"created {'admin' if admin else 'user'} {user.id} ({user.username})")
     return 0
+
+
+async def _in_running_app(step: Callable[[], Awaitable[int]]) -> int:
+    """Run a step of the domain inside a started application (database, broker): what it publishes (sessions
+    ended, sockets to close) reaches every worker of the deployment through Redis."""
+    from . import create_app
+
+    app = create_app()
+    async with app.test_app(), app.app_context():
+        return await step()
+
+
+async def _named_user(name: str):
+    from .models import User
+
+    user = await User.get_or_none(username_key=name.lower())
+    if user is None:
+        print(f"no user named {name!r}", file=sys.stderr)
+    return user
+
+
+def _set_active(name: str, active: bool) -> Callable[[], Awaitable[int]]:
+    async def step() -> int:
+        from .accounts import deactivate_account, reactivate_account
+
+        user = await _named_user(name)
+        if user is None:
+            return 1
+        await (reactivate_account(user) if active else deactivate_account(user))
+        print(f"{'reactivated' if active else 'deactivated'} user {user.id} ({user.username})")
+        return 0
+
+    return step
+
+
+def _set_password(name: str, password: str) -> Callable[[], Awaitable[int]]:
+    async def step() -> int:
+        from pydantic import TypeAdapter, ValidationError
+
+        from .accounts import reset_password
+        from .schemas import Password
+
+        try:
+            password_ok = TypeAdapter(Password).validate_python(password)
+        except ValidationError as exc:
+            for error in exc.errors(include_input=False):
+                print(f"password: {error['msg']}", file=sys.stderr)
+            return 2
+        user = await _named_user(name)
+        if user is None:
+            return 1
+        await reset_password(user, password_ok)
+        print(f"password changed for user {user.id} ({user.username}); every session of it ended")
+        return 0
+
+    return step
+
+
+def _read_password(from_stdin: bool) -> str:
+    return sys.stdin.readline().rstrip("\n") if from_stdin else getpass.getpass("Password: ")
 
 
 def _certs(directory: Path, names: list[str], client_name: str, new_ca: bool) -> int:
@@ -71,6 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--username", required=True)
     create.add_argument("--email", required=True)
     create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    create.add_argument("--admin", action="store_true", help="give the account the admin role")
+    for name, text in (
+        ("deactivate", "end every session of an account and refuse its sign-ins"),
+        ("reactivate", "let a deactivated account sign in again"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("username")
+    set_password = commands.add_parser("set-password", help="set an account's password; every session of it ends")
+    set_password.add_argument("username")
+    set_password.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     certs = commands.add_parser(
         "certs", help="write a local certificate authority and server and client certificates signed by it"
     )
@@ -95,8 +166,13 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_migrate())
             return 0
         if args.command == "createuser":
-            password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
-            return asyncio.run(_createuser(args.username, args.email, password))
+            password = _read_password(args.password_stdin)
+            return asyncio.run(_createuser(args.username, args.email, password, args.admin))
+        if args.command in ("deactivate", "reactivate"):
+            return asyncio.run(_in_running_app(_set_active(args.username, args.command == "reactivate")))
+        if args.command == "set-password":
+            password = _read_password(args.password_stdin)
+            return asyncio.run(_in_running_app(_set_password(args.username, password)))
         if args.command == "certs":
             return _certs(args.dir, args.name, args.client_name, args.new_ca)
     except ConfigError as exc:

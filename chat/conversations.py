@@ -19,7 +19,7 @@ from tortoise.transactions import in_transaction
 from .broker import Broker, Event
 from .db import param, param_prefix
 from .errors import APIError
-from .models import MESSAGE_FIELDS, Message, MessageJSON, ReadMarker, User, message_json, utcnow
+from .models import ADMIN, MEMBER, MESSAGE_FIELDS, Message, MessageJSON, ReadMarker, User, message_json, utcnow
 from .rooms import Room, direct_room_name_sql
 from .state import state
 
@@ -328,7 +328,7 @@ async def users_with_unread(me: int) -> list[dict]:
     me_ = param(1)
     room = direct_room_name_sql("u.id", me_)
     sql = f"""
-        SELECT u.id AS id, u.username AS username,
+        SELECT u.id AS id, u.username AS username, u.is_admin AS is_admin, u.deactivated_at AS deactivated_at,
           (SELECT COUNT(*) FROM messages m
             WHERE m.room = {room} AND m.sender_id = u.id
               AND m.id > COALESCE((SELECT r.up_to FROM read_markers r
@@ -338,6 +338,13 @@ async def users_with_unread(me: int) -> list[dict]:
     rows = await get_connection("default").execute_query_dict(sql, [me])
     online = await state().presence.online([row["id"] for row in rows])
     return [
-        {"id": row["id"], "username": row["username"], "online": row["id"] in online, "unread": int(row["unread"])}
+        {
+            "id": row["id"],
+            "username": row["username"],
+            "online": row["id"] in online,
+            "unread": int(row["unread"]),
+            "role": ADMIN if row["is_admin"] else MEMBER,
+            "deactivated": row["deactivated_at"] is not None,
+        }
         for row in rows
     ]

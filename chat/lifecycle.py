@@ -4,13 +4,15 @@ last; a SIGTERM closes every open websocket with 1001 first."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from quart import Quart
 
+from .accounts import follow_account_changes
 from .config import Settings
 from .db import close_db, init_db
 from .state import AppState
@@ -28,6 +30,14 @@ def install_lifecycle(app: Quart, settings: Settings, app_state: AppState) -> No
         # garbage collector's scans, or each full collection walks all of it (80 ms here) while requests wait.
         gc.collect()
         gc.freeze()
+
+    @app.while_serving
+    async def follow_accounts() -> AsyncIterator[None]:
+        follower = asyncio.create_task(follow_account_changes(app_state), name="account-changes")
+        yield
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
 
     @app.after_serving
     async def stop() -> None:

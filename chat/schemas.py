@@ -7,7 +7,7 @@ column should hold; outputs describe what the handlers return, for /openapi.json
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar, get_type_hints
+from typing import Annotated, ClassVar, Literal, get_type_hints
 
 from pydantic import (
     AfterValidator,
@@ -158,6 +158,25 @@ class UserOut(BaseModel):
     email: str
 
 
+class AccountOut(UserOut):
+    """The account as its owner (GET /me) and the admins see it."""
+
+    role: Literal["admin", "member"]
+    deactivated: bool
+
+
+class AdminAccountOut(AccountOut):
+    created_at: str
+
+
+class AdminAccountsOut(BaseModel):
+    users: list[AdminAccountOut]
+
+
+class RoleIn(Input):
+    role: Literal["admin", "member"]
+
+
 # ---------------------------------------------------------------- users
 
 
@@ -166,6 +185,8 @@ class UserListItem(BaseModel):
     username: str
     online: bool
     unread: int
+    role: Literal["admin", "member"]
+    deactivated: bool
 
 
 class UsersOut(BaseModel):

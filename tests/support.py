@@ -22,6 +22,8 @@ from chat import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
+# the migrations a database brought up to date has applied, in order
+MIGRATIONS = sorted(path.stem for path in (ROOT / "migrations").glob("[0-9]*.py"))
 
 # Debian's Chromium, as the browser tests launch it (`make browser` installs it; Playwright cannot download one here)
 CHROMIUM = "/usr/bin/chromium"

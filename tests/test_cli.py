@@ -14,7 +14,7 @@ import pytest
 
 from chat import cli
 
-from .support import PASSWORD, Server, login
+from .support import MIGRATIONS, PASSWORD, Server, login
 
 CHAT = Path(sys.executable).with_name("chat")  # the console script installed next to this interpreter
 
@@ -47,7 +47,7 @@ def test_migrate_then_createuser_then_serve(tmp_path):
     assert migrated.returncode == 0, migrated.stderr
     assert "up to date" in migrated.stdout
     database = tmp_path / "instance" / "chat.sqlite3"
-    assert rows(database, "SELECT app, name FROM tortoise_migrations") == [("models", "0001_initial")]
+    assert rows(database, "SELECT app, name FROM tortoise_migrations") == [("models", name) for name in MIGRATIONS]
     assert rows(database, "PRAGMA journal_mode") == [("wal",)]
 
     secret = "  a passphrase with spaces, past seventy-two bytes of bcrypt input: ünïcödé 🔑  "
