@@ -13,11 +13,12 @@ import logging
 from dataclasses import dataclass
 
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from .attempts import remember_device, start_password_check, start_sign_in, start_sign_up
 from .broker import BrokerUnavailable, Event
 from .errors import APIError
-from .models import ADMIN, User, utcnow
+from .models import ADMIN, DELETED_USERNAME, Message, ReadMarker, User, utcnow
 from .schemas import MAX_ID
 from .security import (
     SignedIn,
@@ -37,6 +38,7 @@ SESSION_REVOKED = "revoked"
 # forget its cached sessions at once rather than trust them for SessionCache's few seconds.
 ACCOUNTS_CHANNEL = "accounts"
 ACCOUNT_CHANGED = "account_changed"
+NO_PASSWORD = "!"  # noqa: S105 - a deleted account's hash: not bcrypt's form, so no password ever matches it
 
 
 def session_channel(session_id: int) -> str:
@@ -87,9 +89,9 @@ async def _named_account(email: str | None, username: str | None) -> tuple[str, 
     """The name as typed (normalized, with its kind) and the account it names, if any."""
     if email is not None:
         email = email.lower()
-        return f"email:{email}", await User.get_or_none(email=email)
+        return f"email:{email}", await User.get_or_none(email=email, deleted_at=None)
     username_key = (username or "").lower()
-    return f"name:{username_key}", await User.get_or_none(username_key=username_key)
+    return f"name:{username_key}", await User.get_or_none(username_key=username_key, deleted_at=None)
 
 
 async def sign_in(email: str | None, username: str | None, password: str, replacing: str | None) -> SignIn:
@@ -184,6 +186,12 @@ async def follow_account_changes(app_state: AppState) -> None:
         forget_sessions_of(None)  # overflowed: whatever was missed, nothing cached is trusted
 
 
+def _forget_account(user_id: int) -> None:
+    """What this worker remembers of an account: its cached sessions, and that it exists (it may be deleted)."""
+    forget_sessions_of(user_id)
+    state().known_users.discard(user_id)
+
+
 async def _forget_ended_sessions(subscription) -> None:
     overflowed = asyncio.ensure_future(subscription.overflowed.wait())
     try:
@@ -194,7 +202,7 @@ async def _forget_ended_sessions(subscription) -> None:
                 event.cancel()
                 return
             if event.result().type == ACCOUNT_CHANGED:
-                forget_sessions_of(event.result().user_id)
+                _forget_account(event.result().user_id)
     finally:
         overflowed.cancel()
 
@@ -210,7 +218,7 @@ def require_admin(me: SignedIn) -> None:
 async def _managed_account(me: SignedIn, user_id: int) -> User:
     """The account an admin acts on: 404 if there is none, 409 if it is the admin's own."""
     require_admin(me)
-    user = await User.get_or_none(id=user_id) if user_id <= MAX_ID else None
+    user = await User.get_or_none(id=user_id, deleted_at=None) if user_id <= MAX_ID else None
     if user is None:
         raise APIError(404, "user_not_found", "No such user.")
     if user.id == me.user.id:
@@ -253,4 +261,44 @@ async def set_role(me: SignedIn, user_id: int, role: str) -> User:
 async def accounts_for_admin() -> list[dict]:
     """Every account with its role and state, by username."""
     users = await User.all().order_by("username_key", "id")
-    return [{**user.account(), "created_at": user.created_at.isoformat()} for user in users]
+    return [
+        {**user.account(), "created_at": user.created_at.isoformat(), "deleted": user.deleted_at is not None}
+        for user in users
+    ]
+
+
+# ---------------------------------------------------------------- deletion
+
+
+async def delete_own_account(me: SignedIn, password: str) -> None:
+    """The owner deletes their account, with its password re-entered (401 if wrong)."""
+    attempt = await start_password_check(me.user.id)
+    if not await attempt.hashing(state().hash_gate.check(password, me.user.password_hash)):
+        raise APIError(401, "invalid_credentials", "The password is wrong.")
+    await attempt.succeeded()
+    await delete_account(me.user)
+
+
+async def delete_account(user: User) -> None:
+    """Free the sign-in name and email, end every session, and keep the messages for the others as from
+    "deleted user": their content removed or kept, as CHAT_DELETED_USER_CONTENT says.
+
+    The row stays (the messages' sender), with a name and an email no one can type or register (they hold a
+    space), a password hash that matches nothing, and deleted_at set, which sign-in and sending look at.
+    """
+    if user.deleted_at is not None:
+        return
+    async with in_transaction():
+        await User.filter(id=user.id).update(
+            username=DELETED_USERNAME,
+            username_key=f"{DELETED_USERNAME} {user.id}",
+            email=f"{DELETED_USERNAME} {user.id}",
+            password_hash=NO_PASSWORD,
+            is_admin=False,
+            deleted_at=utcnow(),
+        )
+        if state().settings.deleted_user_content == "remove":
+            await Message.filter(sender_id=user.id).update(content="")
+        await ReadMarker.filter(user_id=user.id).delete()
+    _forget_account(user.id)
+    await end_every_session(user.id)

@@ -62,7 +62,7 @@ async def _in_running_app(step: Callable[[], Awaitable[int]]) -> int:
 async def _named_user(name: str):
     from .models import User
 
-    user = await User.get_or_none(username_key=name.lower())
+    user = await User.get_or_none(username_key=name.lower(), deleted_at=None)
     if user is None:
         print(f"no user named {name!r}", file=sys.stderr)
     return user
@@ -77,6 +77,20 @@ def _set_active(name: str, active: bool) -> Callable[[], Awaitable[int]]:
             return 1
         await (reactivate_account(user) if active else deactivate_account(user))
         print(f"{'reactivated' if active else 'deactivated'} user {user.id} ({user.username})")
+        return 0
+
+    return step
+
+
+def _delete_user(name: str) -> Callable[[], Awaitable[int]]:
+    async def step() -> int:
+        from .accounts import delete_account
+
+        user = await _named_user(name)
+        if user is None:
+            return 1
+        await delete_account(user)
+        print(f"deleted user {user.id} ({user.username}): its name and email are free, its messages stay")
         return 0
 
     return step
@@ -139,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("username")
+    delete = commands.add_parser(
+        "delete-user", help="delete an account: its name and email are freed, its messages stay as from a deleted user"
+    )
+    delete.add_argument("username")
     set_password = commands.add_parser("set-password", help="set an account's password; every session of it ends")
     set_password.add_argument("username")
     set_password.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
@@ -170,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_createuser(args.username, args.email, password, args.admin))
         if args.command in ("deactivate", "reactivate"):
             return asyncio.run(_in_running_app(_set_active(args.username, args.command == "reactivate")))
+        if args.command == "delete-user":
+            return asyncio.run(_in_running_app(_delete_user(args.username)))
         if args.command == "set-password":
             password = _read_password(args.password_stdin)
             return asyncio.run(_in_running_app(_set_password(args.username, password)))

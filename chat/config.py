@@ -6,7 +6,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -73,6 +73,10 @@ class Settings(BaseModel):
 
     # Prometheus metrics (chat/metrics.py): GET /metrics on the application's own address, and/or on an address
     # of its own (host:port) that only the monitoring system reaches. Either one turns recording on.
+    # a deleted account's messages stay in the others' history, as from "deleted user": with their content
+    # removed (the default: deleting an account is asking to be forgotten), or kept as written
+    deleted_user_content: Literal["remove", "keep"] = "remove"
+
     metrics: bool = False
     metrics_bind: str | None = None
     # where the workers' metric files are kept (shared by every worker of one deployment); None: instance/metrics

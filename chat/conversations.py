@@ -30,15 +30,19 @@ def user_not_found() -> APIError:
     return APIError(404, "user_not_found", "No such user.")
 
 
-async def require_user(user_id: int) -> None:
-    """404 unless the user exists. Ids seen to exist are remembered: the API never deletes a user (and where one
-    is deleted by hand, the foreign keys still refuse to store a message for it)."""
+async def require_user(user_id: int, *, deleted_too: bool = False) -> None:
+    """404 unless the user exists and did not delete their account (`deleted_too`: also one that did, whose
+    history others still read). Ids seen to exist are remembered: a deleted account is forgotten by every worker
+    (accounts.py), and rows are never removed by the API (where one is deleted by hand, the foreign keys still
+    refuse to store a message for it)."""
     known = state().known_users
     if user_id in known:
         return
-    if not await User.exists(id=user_id):
+    deleted = await User.filter(id=user_id).values_list("deleted_at", flat=True)
+    if not deleted or (deleted[0] is not None and not deleted_too):
         raise user_not_found()
-    known.add(user_id)
+    if deleted[0] is None:
+        known.add(user_id)
 
 
 async def publish(room: Room, frame: dict) -> None:
@@ -237,7 +241,7 @@ async def history(
 
     Every shape is a range scan of the (room, id) index, so page cost does not grow with the conversation.
     """
-    await require_user(other)
+    await require_user(other, deleted_too=True)
     room = Room.direct(me, other)
     if after is not None:
         rows = await _page(room, after=after, limit=limit + 1)
@@ -295,7 +299,7 @@ async def mark_read(me: int, other: int, up_to: int) -> int:
     The marker is clamped to the newest message of the room, so nothing not yet sent counts as read.
     Returns the marker after the move; a `read` frame goes to the room when it moved.
     """
-    await require_user(other)
+    await require_user(other, deleted_too=True)
     room = Room.direct(me, other)
     up_to = min(up_to, await newest_id(room))
     moved = await _advance_marker(me, room.name, up_to)
@@ -329,6 +333,7 @@ async def users_with_unread(me: int) -> list[dict]:
     room = direct_room_name_sql("u.id", me_)
     sql = f"""
         SELECT u.id AS id, u.username AS username, u.is_admin AS is_admin, u.deactivated_at AS deactivated_at,
+               u.deleted_at AS deleted_at,
           (SELECT COUNT(*) FROM messages m
             WHERE m.room = {room} AND m.sender_id = u.id
               AND m.id > COALESCE((SELECT r.up_to FROM read_markers r
@@ -345,6 +350,7 @@ async def users_with_unread(me: int) -> list[dict]:
             "unread": int(row["unread"]),
             "role": ADMIN if row["is_admin"] else MEMBER,
             "deactivated": row["deactivated_at"] is not None,
+            "deleted": row["deleted_at"] is not None,
         }
         for row in rows
     ]

@@ -78,6 +78,8 @@ class User(Model):
     is_admin = fields.BooleanField(default=False, db_default=False)
     # set while an admin has the account deactivated: no session is accepted and no sign-in succeeds
     deactivated_at = fields.DatetimeField(null=True)
+    # set when the owner deleted the account: the row stays, nameless, so that others' history keeps its sender
+    deleted_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "users"
@@ -92,6 +94,9 @@ class User(Model):
     def account(self) -> dict:
         """The account as its owner (GET /me) and the admins see it."""
         return {**self.public(), "role": self.role, "deactivated": self.deactivated_at is not None}
+
+
+DELETED_USERNAME = "deleted user"  # what others see of a deleted account (a space: no account can be named so)
 
 
 class Session(Model):

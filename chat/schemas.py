@@ -167,10 +167,15 @@ class AccountOut(UserOut):
 
 class AdminAccountOut(AccountOut):
     created_at: str
+    deleted: bool
 
 
 class AdminAccountsOut(BaseModel):
     users: list[AdminAccountOut]
+
+
+class DeleteAccountIn(Input):
+    password: text(max_length=128)
 
 
 class RoleIn(Input):
@@ -187,6 +192,7 @@ class UserListItem(BaseModel):
     unread: int
     role: Literal["admin", "member"]
     deactivated: bool
+    deleted: bool  # the account was deleted: its username is "deleted user", its messages stay
 
 
 class UsersOut(BaseModel):

@@ -13,4 +13,9 @@ class Migration(migrations.Migration):
             name="deactivated_at",
             field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False),
         ),
+        ops.AddField(
+            model_name="User",
+            name="deleted_at",
+            field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False),
+        ),
     ]

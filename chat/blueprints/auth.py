@@ -8,7 +8,7 @@ from quart_schema import validate_request
 
 from .. import accounts
 from ..openapi import documented
-from ..schemas import AccountOut, ChangePasswordIn, LoginIn, NoContent, RegisterIn, UserOut
+from ..schemas import AccountOut, ChangePasswordIn, DeleteAccountIn, LoginIn, NoContent, RegisterIn, UserOut
 from ..security import SessionUser, cross_site_navigation, signed_in
 from ..state import state
 
@@ -60,6 +60,20 @@ async def logout() -> Response | tuple[str, int]:
 async def me() -> dict:
     """The caller's account, with its role (admin or member)."""
     return (await signed_in()).user.account()
+
+
+@bp.post("/delete-account")
+@login_required
+@validate_request(DeleteAccountIn)
+@documented((NoContent, 204), errors=(400, 401, 429, 503), session=True)
+async def delete_account(data: DeleteAccountIn) -> tuple[str, int]:
+    """Delete the caller's account (the password is required): the sign-in name and email are freed, every
+    session ends, and the messages stay in the others' history as from "deleted user" (their content removed,
+    unless the operator keeps it: CHAT_DELETED_USER_CONTENT)."""
+    me = await signed_in(fresh=True)
+    await accounts.delete_own_account(me, data.password)
+    logout_user()
+    return "", 204
 
 
 @bp.post("/change-password")

@@ -88,7 +88,7 @@ async def room_socket(name: str) -> None:
     room = parse_room(name)  # 404 or 403 before the upgrade
     other = room.other_member(me.user.id)
     after = parse_after()
-    await conversations.require_user(other)
+    await conversations.require_user(other, deleted_too=True)  # a deleted account's history stays readable
     if after is None:
         # live from now on: read where "now" is BEFORE subscribing, then replay whatever lands in between
         after = await conversations.newest_id(room)

@@ -154,10 +154,14 @@ async def _lookup_session(token: str, fresh: bool) -> SignedIn | None:
     if not fresh and (found := cache.get(token_hash)) is not None:
         return found
     generation, now = cache.generation, utcnow()
-    # a deactivated account's sessions are refused even if one escaped revocation (started during it)
+    # a deactivated (or deleted) account's sessions are refused even if one escaped revocation (started during it)
     session = (
         await Session.filter(
-            token_hash=token_hash, revoked_at=None, expires_at__gt=now, user__deactivated_at__isnull=True
+            token_hash=token_hash,
+            revoked_at=None,
+            expires_at__gt=now,
+            user__deactivated_at__isnull=True,
+            user__deleted_at__isnull=True,
         )
         .select_related("user")
         .first()
