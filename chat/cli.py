@@ -123,6 +123,18 @@ def _read_password(from_stdin: bool) -> str:
     return sys.stdin.readline().rstrip("\n") if from_stdin else getpass.getpass("Password: ")
 
 
+def _backup(target: Path) -> int:
+    from .backup import BackupError, backup
+
+    try:
+        written = backup(load_settings(), target)
+    except BackupError as exc:
+        print(f"chat backup: {exc}", file=sys.stderr)
+        return 1
+    print(f"backup written to {written} ({written.stat().st_size} bytes)")
+    return 0
+
+
 def _certs(directory: Path, names: list[str], client_name: str, new_ca: bool) -> int:
     from .certs import write_certificates
 
@@ -153,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("username")
+    backup = commands.add_parser(
+        "backup", help="copy the database, consistently, while the server runs (SQLite: one file; PostgreSQL: pg_dump)"
+    )
+    backup.add_argument("path", type=Path, help="the file to write (it must not exist)")
     delete = commands.add_parser(
         "delete-user", help="delete an account: its name and email are freed, its messages stay as from a deleted user"
     )
@@ -188,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_createuser(args.username, args.email, password, args.admin))
         if args.command in ("deactivate", "reactivate"):
             return asyncio.run(_in_running_app(_set_active(args.username, args.command == "reactivate")))
+        if args.command == "backup":
+            return _backup(args.path)
         if args.command == "delete-user":
             return asyncio.run(_in_running_app(_delete_user(args.username)))
         if args.command == "set-password":
