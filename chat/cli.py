@@ -135,6 +135,51 @@ def _backup(target: Path) -> int:
     return 0
 
 
+async def _export(target: Path, username: str | None) -> int:
+    from . import exports
+    from .instance import private_file
+
+    await init_db(load_settings())
+    try:
+        user = None
+        if username is not None and (user := await _named_user(username)) is None:
+            return 1
+        scope = exports.USER if user is not None else exports.INSTANCE
+        with open(private_file(target), "wb") as out:  # noqa: ASYNC230 - a local file, written in chunks
+            async for chunk in exports.export_stream(scope, user, with_secrets=user is None):
+                out.write(chunk)
+    finally:
+        await close_db()
+    print(f"exported {'user ' + username if username else 'the instance'} to {target}")
+    return 0
+
+
+def _read_export(source: Path) -> object:
+    import orjson
+
+    try:
+        return orjson.loads(source.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        print(f"chat import: cannot read {source}: {exc}", file=sys.stderr)
+        return None
+
+
+async def _import(document: object) -> int:
+    from . import exports
+
+    await init_db(load_settings())
+    try:
+        counts = await exports.import_instance(document)
+    except (exports.ImportRefused, KeyError, TypeError, ValueError) as exc:
+        reason = exc if isinstance(exc, exports.ImportRefused) else "a malformed export"
+        print(f"chat import: {reason}", file=sys.stderr)
+        return 2
+    finally:
+        await close_db()
+    print("imported " + ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in counts.items()))
+    return 0
+
+
 def _certs(directory: Path, names: list[str], client_name: str, new_ca: bool) -> int:
     from .certs import write_certificates
 
@@ -169,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         "backup", help="copy the database, consistently, while the server runs (SQLite: one file; PostgreSQL: pg_dump)"
     )
     backup.add_argument("path", type=Path, help="the file to write (it must not exist)")
+    export = commands.add_parser("export", help="write the whole instance (or one user's data) as JSON")
+    export.add_argument("path", type=Path, help="the file to write (it must not exist)")
+    export.add_argument("--user", metavar="NAME", help="only this user's account and messages (no password hash)")
+    import_ = commands.add_parser("import", help="read a whole-instance export into an empty instance")
+    import_.add_argument("path", type=Path)
     delete = commands.add_parser(
         "delete-user", help="delete an account: its name and email are freed, its messages stay as from a deleted user"
     )
@@ -206,6 +256,14 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_in_running_app(_set_active(args.username, args.command == "reactivate")))
         if args.command == "backup":
             return _backup(args.path)
+        if args.command == "export":
+            if args.path.exists():
+                print(f"chat export: {args.path} exists already", file=sys.stderr)
+                return 1
+            return asyncio.run(_export(args.path, args.user))
+        if args.command == "import":
+            document = _read_export(args.path)
+            return 2 if document is None else asyncio.run(_import(document))
         if args.command == "delete-user":
             return asyncio.run(_in_running_app(_delete_user(args.username)))
         if args.command == "set-password":

@@ -244,6 +244,31 @@ class HealthOut(BaseModel):
     broker: str
 
 
+class ExportedAccount(AccountOut):
+    created_at: str
+    deactivated_at: str | None
+    deleted_at: str | None
+    password_hash: str | None = None  # whole-instance exports only (chat export)
+
+
+class ExportedReadMarker(BaseModel):
+    user_id: int
+    room: str
+    up_to: int
+
+
+class ExportOut(BaseModel):
+    """docs/operations.md, "Export format": version 1."""
+
+    format: Literal["chat-export"]
+    version: int
+    scope: Literal["instance", "user"]
+    exported_at: str
+    users: list[ExportedAccount]
+    messages: list[MessageOut]
+    read_markers: list[ExportedReadMarker]
+
+
 class MetricsText(RootModel[str]):
     """Prometheus text exposition format (text/plain; version=0.0.4), not JSON."""
 
