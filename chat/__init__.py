@@ -9,7 +9,7 @@ from quart_auth import QuartAuth
 from quart_schema import Info, QuartSchema
 
 from .asgi_websocket import BoundedWebsocketConnection
-from .blueprints import admin, auth, docs, messaging, my_data, ops, pages, realtime, users
+from .blueprints import account_pages, admin, auth, docs, messaging, my_data, ops, pages, realtime, users
 from .config import Settings, instance_secret_key, load_settings
 from .errors import register_error_handlers
 from .hosts import install_host_check
@@ -31,6 +31,10 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 
+# the JSON API's, then the pages'
+BLUEPRINTS = (auth.bp, users.bp, messaging.bp, realtime.bp, ops.bp, admin.bp, my_data.bp, pages.bp, account_pages.bp)
+BLUEPRINTS += (docs.bp,)
+
 
 def create_app(**overrides: Any) -> Quart:
     """A new, independent application. Keyword arguments override the CHAT_* environment (see config.Settings)."""
@@ -42,7 +46,7 @@ def create_app(**overrides: Any) -> Quart:
     _install_guards(app, settings)
     install_lifecycle(app, settings, app_state)  # the database and the services start and stop with serving
     install_metrics(app, app_state)  # after the lifecycle: its probe needs the database open
-    for blueprint in (auth.bp, users.bp, messaging.bp, realtime.bp, ops.bp, admin.bp, my_data.bp, pages.bp, docs.bp):
+    for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     return app
 
