@@ -9,7 +9,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from .support import PASSWORD, Server, api_login, api_register, assert_error, login, register, started_app
+from .support import PASSWORD, api_login, api_register, assert_error, login, register, started_app
 from .test_admin_cli import chat
 from .ws_support import new_person, recv_until
 
@@ -76,16 +76,8 @@ async def test_a_deleted_account_is_deleted_once_and_not_administered(signup):
     assert {(u["username"], u["deleted"]) for u in listed} == {("deleted user", True), ("root", False)}
 
 
-@pytest.fixture
-def served(tmp_path):
-    server = Server(workdir=tmp_path).start()
-    yield server
-    server.stop()
-    assert "Traceback" not in server.log(), server.log()
-
-
-async def test_deleting_closes_the_owners_sockets_on_a_real_server(served):
-    alice, bob = new_person(served, "alice"), new_person(served, "bob")
+async def test_deleting_closes_the_owners_sockets_on_a_real_server(server):
+    alice, bob = new_person(server, "alice"), new_person(server, "bob")
     async with alice.connect(alice.room_with(bob)) as ws:
         await recv_until(ws, lambda frame: frame["type"] == "presence")
         answer = await asyncio.to_thread(alice.http.post, "/delete-account", json={"password": PASSWORD})
@@ -95,8 +87,8 @@ async def test_deleting_closes_the_owners_sockets_on_a_real_server(served):
         assert ws.close_code == 1008
 
 
-def test_chat_delete_user(served, tmp_path):
-    with httpx.Client(base_url=served.base_url) as alice, httpx.Client(base_url=served.base_url) as bob:
+def test_chat_delete_user(server, tmp_path):
+    with httpx.Client(base_url=server.base_url) as alice, httpx.Client(base_url=server.base_url) as bob:
         a, b = register(alice, "alice"), register(bob, "bob")
         login(alice, "alice")
         login(bob, "bob")
@@ -106,4 +98,4 @@ def test_chat_delete_user(served, tmp_path):
         assert chat(tmp_path, "delete-user", "alice").returncode == 1  # the name is gone already
         page = bob.get(f"/get-messages?user_id={a['id']}").json()["messages"]
         assert [(m["sender_id"], m["content"]) for m in page] == [(a["id"], "")]
-        assert register(httpx.Client(base_url=served.base_url), "alice")["id"] != a["id"]
+        assert register(httpx.Client(base_url=server.base_url), "alice")["id"] != a["id"]

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from .support import BACKEND, PASSWORD, ROOT, Server, backend_settings, login, register, wait_until
+from .support import BACKEND, PASSWORD, ROOT, backend_settings, login, register, wait_until
 from .ws_support import recv_until, ws_connect
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -40,26 +40,18 @@ def chat(workdir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProc
     )
 
 
-@pytest.fixture
-def served(tmp_path):
-    server = Server(workdir=tmp_path).start()
-    yield server
-    server.stop()
-    assert "Traceback" not in server.log(), server.log()
-
-
-async def test_the_operator_makes_an_admin_deactivates_reactivates_and_sets_a_password(served, tmp_path):
+async def test_the_operator_makes_an_admin_deactivates_reactivates_and_sets_a_password(server, tmp_path):
     created = chat(tmp_path, "createuser", "--username", "root", "--email", "root@example.org", "--admin",
                    "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
     assert created.returncode == 0 and "created admin" in created.stdout, created.stderr
-    with httpx.Client(base_url=served.base_url, timeout=10) as root, httpx.Client(base_url=served.base_url) as alice:
+    with httpx.Client(base_url=server.base_url, timeout=10) as root, httpx.Client(base_url=server.base_url) as alice:
         login(root, "root")
         assert root.get("/me").json()["role"] == "admin"
         register(alice, "alice")
         login(alice, "alice")
-        bob = register(httpx.Client(base_url=served.base_url), "bob")
+        bob = register(httpx.Client(base_url=server.base_url), "bob")
         room = f"dm-{min(bob['id'], 2)}-{max(bob['id'], 2)}"
-        async with ws_connect(served, alice.cookies["chat_session"], room) as ws:
+        async with ws_connect(server, alice.cookies["chat_session"], room) as ws:
             await recv_until(ws, lambda frame: frame["type"] == "presence")
             done = await asyncio.to_thread(chat, tmp_path, "deactivate", "ALICE")
             assert done.returncode == 0 and "deactivated user 2 (alice)" in done.stdout, done.stderr

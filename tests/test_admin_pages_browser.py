@@ -10,25 +10,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from .support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Server, login, register
+from .support import PASSWORD, Server, login, register
+from .test_pages_browser import browser  # noqa: F401 - the module's one Chromium, a fixture
 
 pytestmark = pytest.mark.browser
 
 expect.set_options(timeout=15_000)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
-def open_page(browser: Browser, server: Server):
+def open_page(browser: Browser, server: Server):  # noqa: F811 - pytest passes the imported fixture
     """open_page(name) -> a page of a fresh browser context signed in as that (existing) account.
 
     Confirmation dialogs are accepted and recorded; script errors and CSP violations are collected."""
