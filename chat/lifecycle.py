@@ -4,7 +4,6 @@ last; a SIGTERM closes every open websocket with 1001 first."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import signal
 import threading
@@ -36,8 +35,9 @@ def install_lifecycle(app: Quart, settings: Settings, app_state: AppState) -> No
         follower = asyncio.create_task(follow_account_changes(app_state), name="account-changes")
         yield
         follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
+        # bounded: a cancellation that lands inside redis-py's SUBSCRIBE can leave its clean-up waiting on the
+        # connection, which app_state.stop() closes next
+        await asyncio.wait({follower}, timeout=FOLLOWER_STOP_SECONDS)
 
     @app.after_serving
     async def stop() -> None:
@@ -48,6 +48,7 @@ def install_lifecycle(app: Quart, settings: Settings, app_state: AppState) -> No
 
 
 LONE_SIGTERM_EXIT_AFTER = 30.0
+FOLLOWER_STOP_SECONDS = 1.0
 
 
 def _default_sigterm() -> None:
