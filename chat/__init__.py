@@ -9,7 +9,7 @@ from quart_auth import QuartAuth
 from quart_schema import Info, QuartSchema
 
 from .asgi_websocket import BoundedWebsocketConnection
-from .blueprints import auth, docs, messaging, ops, pages, realtime, users
+from .blueprints import account_pages, admin, auth, docs, messaging, my_data, ops, pages, realtime, users
 from .blueprints import rooms as room_routes  # not "rooms": chat.rooms is the domain module
 from .config import Settings, instance_secret_key, load_settings
 from .errors import register_error_handlers
@@ -18,6 +18,7 @@ from .instance import secure_instance_folder
 from .json_io import ChatRequest, OrjsonProvider, json_responses_first
 from .lifecycle import install_lifecycle
 from .logs import escape_client_text_in_logs
+from .metrics import install_metrics
 from .openapi import SECURITY_SCHEMES, ChatOpenAPIProvider
 from .security import SESSION_COOKIE, SessionUser, check_request_origin
 from .services import build_state
@@ -32,6 +33,21 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 
+# the JSON API's, then the pages'
+BLUEPRINTS = (
+    auth.bp,
+    users.bp,
+    messaging.bp,
+    room_routes.bp,
+    realtime.bp,
+    ops.bp,
+    admin.bp,
+    my_data.bp,
+    pages.bp,
+    account_pages.bp,
+)
+BLUEPRINTS += (docs.bp,)
+
 
 def create_app(**overrides: Any) -> Quart:
     """A new, independent application. Keyword arguments override the CHAT_* environment (see config.Settings)."""
@@ -42,7 +58,8 @@ def create_app(**overrides: Any) -> Quart:
     app_state = app.extensions["chat"] = build_state(settings)
     _install_guards(app, settings)
     install_lifecycle(app, settings, app_state)  # the database and the services start and stop with serving
-    for blueprint in (auth.bp, users.bp, messaging.bp, room_routes.bp, realtime.bp, ops.bp, pages.bp, docs.bp):
+    install_metrics(app, app_state)  # after the lifecycle: its probe needs the database open
+    for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     if settings.socketio:
         install_socketio(app, app_state)  # /socket.io/ for the original application's clients, beside Quart

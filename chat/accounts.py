@@ -1,24 +1,44 @@
-"""Accounts and their sessions: sign-up, sign-in, sign-out, password change.
+"""Accounts and their sessions: sign-up, sign-in, sign-out, password change, and the account's life cycle: the
+admin role, deactivation and reactivation.
 
-The blueprint (blueprints/auth.py) and the `chat createuser` command call these steps; they alone create
-accounts, start and revoke sessions and tell open sockets that their session ended.
+The blueprints (auth.py, admin.py) and the `chat` command call these steps; they alone create accounts, start
+and revoke sessions and tell open sockets (and every worker's session cache) that sessions ended.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass
 
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from .attempts import remember_device, start_password_check, start_sign_in, start_sign_up
-from .broker import Event
+from .broker import BrokerUnavailable, Event
 from .errors import APIError
-from .models import User
-from .security import SignedIn, revoke_other_sessions, revoke_session, start_session
-from .state import state
+from .models import ADMIN, DELETED_USERNAME, Message, ReadMarker, User, utcnow
+from .schemas import MAX_ID
+from .security import (
+    SignedIn,
+    forget_sessions_of,
+    revoke_other_sessions,
+    revoke_session,
+    revoke_user_sessions,
+    start_session,
+)
+from .state import AppState, state
+
+log = logging.getLogger(__name__)
 
 # The event a revoked session's sockets hear on their session's channel: they close (blueprints/realtime.py).
 SESSION_REVOKED = "revoked"
+# Every worker listens here (follow_account_changes): an account's sessions were revoked or its role changed,
+# forget its cached sessions at once rather than trust them for SessionCache's few seconds.
+ACCOUNTS_CHANNEL = "accounts"
+ACCOUNT_CHANGED = "account_changed"
+NO_PASSWORD = "!"  # noqa: S105 - a deleted account's hash: not bcrypt's form, so no password ever matches it
 
 
 def session_channel(session_id: int) -> str:
@@ -37,11 +57,13 @@ async def _conflict(username_key: str, email: str) -> APIError | None:
     return None
 
 
-async def create_account(username: str, email: str, password_hash: str) -> User:
+async def create_account(username: str, email: str, password_hash: str, is_admin: bool = False) -> User:
     """Store a new account; 409 when its name (in any case) or email is taken."""
     username_key = username.lower()
     try:
-        return await User.create(username=username, username_key=username_key, email=email, password_hash=password_hash)
+        return await User.create(
+            username=username, username_key=username_key, email=email, password_hash=password_hash, is_admin=is_admin
+        )
     except IntegrityError:  # taken, perhaps by a concurrent registration that won the race
         raise await _conflict(username_key, email) or _username_taken() from None
 
@@ -67,9 +89,9 @@ async def _named_account(email: str | None, username: str | None) -> tuple[str, 
     """The name as typed (normalized, with its kind) and the account it names, if any."""
     if email is not None:
         email = email.lower()
-        return f"email:{email}", await User.get_or_none(email=email)
+        return f"email:{email}", await User.get_or_none(email=email, deleted_at=None)
     username_key = (username or "").lower()
-    return f"name:{username_key}", await User.get_or_none(username_key=username_key)
+    return f"name:{username_key}", await User.get_or_none(username_key=username_key, deleted_at=None)
 
 
 async def sign_in(email: str | None, username: str | None, password: str, replacing: str | None) -> SignIn:
@@ -86,6 +108,8 @@ async def sign_in(email: str | None, username: str | None, password: str, replac
     if user is None or not valid:
         raise APIError(401, "invalid_credentials", "Wrong email, username or password.")
     await attempt.succeeded()
+    if user.deactivated_at is not None:  # said only to whoever knows the password
+        raise account_deactivated()
     remember_device(user)
     if replacing:
         await end_session(replacing)
@@ -116,3 +140,165 @@ async def change_password(me: SignedIn, current_password: str, new_password: str
     await User.filter(id=me.user.id).update(password_hash=password_hash)
     for session_id in await revoke_other_sessions(me.user.id, me.session_id):
         await _close_sockets_of(session_id)
+    await _announce_account_changed(me.user.id)
+
+
+async def reset_password(user: User, new_password: str) -> None:
+    """The operator sets a password (`chat set-password`): every session of the account ends."""
+    password_hash = await state().hash_gate.hash(new_password)
+    await User.filter(id=user.id).update(password_hash=password_hash)
+    await end_every_session(user.id)
+
+
+def account_deactivated() -> APIError:
+    return APIError(403, "account_deactivated", "This account has been deactivated by an administrator.")
+
+
+async def end_every_session(user_id: int) -> None:
+    """Revoke all the account's sessions: its sockets close and every worker stops accepting them at once."""
+    for session_id in await revoke_user_sessions(user_id):
+        await _close_sockets_of(session_id)
+    await _announce_account_changed(user_id)
+
+
+async def _announce_account_changed(user_id: int) -> None:
+    with contextlib.suppress(BrokerUnavailable):  # the other workers' caches then expire within seconds
+        await state().broker.publish(Event.build(ACCOUNTS_CHANNEL, {"type": ACCOUNT_CHANGED, "user_id": user_id}))
+
+
+async def follow_account_changes(app_state: AppState) -> None:
+    """For the life of a worker: forget the cached sessions of any account another worker changed.
+
+    Should events be lost (the broker's outage, an overflow), every cached session is forgotten: a few more
+    queries, never a revoked session accepted.
+    """
+    while True:
+        try:
+            subscription = await app_state.broker.subscribe((ACCOUNTS_CHANNEL,), 1024)
+        except BrokerUnavailable:
+            forget_sessions_of(None)
+            await asyncio.sleep(1)
+            continue
+        try:
+            await _forget_ended_sessions(subscription)
+        finally:
+            await app_state.broker.unsubscribe(subscription)
+        forget_sessions_of(None)  # overflowed: whatever was missed, nothing cached is trusted
+
+
+def _forget_account(user_id: int) -> None:
+    """What this worker remembers of an account: its cached sessions, and that it exists (it may be deleted)."""
+    forget_sessions_of(user_id)
+    state().known_users.discard(user_id)
+
+
+async def _forget_ended_sessions(subscription) -> None:
+    overflowed = asyncio.ensure_future(subscription.overflowed.wait())
+    try:
+        while True:
+            event = asyncio.ensure_future(subscription.queue.get())
+            await asyncio.wait((event, overflowed), return_when=asyncio.FIRST_COMPLETED)
+            if not event.done():
+                event.cancel()
+                return
+            if event.result().type == ACCOUNT_CHANGED:
+                _forget_account(event.result().user_id)
+    finally:
+        overflowed.cancel()
+
+
+# ---------------------------------------------------------------- the admin role, deactivation
+
+
+def require_admin(me: SignedIn) -> None:
+    if not me.user.is_admin:
+        raise APIError(403, "forbidden", "Only an administrator may do this.")
+
+
+async def _managed_account(me: SignedIn, user_id: int) -> User:
+    """The account an admin acts on: 404 if there is none, 409 if it is the admin's own."""
+    require_admin(me)
+    user = await User.get_or_none(id=user_id, deleted_at=None) if user_id <= MAX_ID else None
+    if user is None:
+        raise APIError(404, "user_not_found", "No such user.")
+    if user.id == me.user.id:
+        raise APIError(409, "own_account", "Administrators cannot deactivate or demote themselves.")
+    return user
+
+
+async def set_deactivated(me: SignedIn, user_id: int, deactivated: bool) -> User:
+    """An admin deactivates or reactivates an account."""
+    user = await _managed_account(me, user_id)
+    return await (deactivate_account(user) if deactivated else reactivate_account(user))
+
+
+async def deactivate_account(user: User) -> User:
+    """Every session ends, every socket closes (on every worker), and no sign-in succeeds until reactivated."""
+    if user.deactivated_at is None:
+        user.deactivated_at = utcnow()
+        await User.filter(id=user.id).update(deactivated_at=user.deactivated_at)
+    await end_every_session(user.id)  # again too: a session started while the first call ran ends as well
+    return user
+
+
+async def reactivate_account(user: User) -> User:
+    if user.deactivated_at is not None:
+        user.deactivated_at = None
+        await User.filter(id=user.id).update(deactivated_at=None)
+    return user
+
+
+async def set_role(me: SignedIn, user_id: int, role: str) -> User:
+    """Grant or take back the admin role."""
+    user = await _managed_account(me, user_id)
+    user.is_admin = role == ADMIN
+    await User.filter(id=user.id).update(is_admin=user.is_admin)
+    forget_sessions_of(user.id)  # cached sessions carry the user as it was: no worker may act on the old role
+    await _announce_account_changed(user.id)
+    return user
+
+
+async def accounts_for_admin() -> list[dict]:
+    """Every account with its role and state, by username."""
+    users = await User.all().order_by("username_key", "id")
+    return [
+        {**user.account(), "created_at": user.created_at.isoformat(), "deleted": user.deleted_at is not None}
+        for user in users
+    ]
+
+
+# ---------------------------------------------------------------- deletion
+
+
+async def delete_own_account(me: SignedIn, password: str) -> None:
+    """The owner deletes their account, with its password re-entered (401 if wrong)."""
+    attempt = await start_password_check(me.user.id)
+    if not await attempt.hashing(state().hash_gate.check(password, me.user.password_hash)):
+        raise APIError(401, "invalid_credentials", "The password is wrong.")
+    await attempt.succeeded()
+    await delete_account(me.user)
+
+
+async def delete_account(user: User) -> None:
+    """Free the sign-in name and email, end every session, and keep the messages for the others as from
+    "deleted user": their content removed or kept, as CHAT_DELETED_USER_CONTENT says.
+
+    The row stays (the messages' sender), with a name and an email no one can type or register (they hold a
+    space), a password hash that matches nothing, and deleted_at set, which sign-in and sending look at.
+    """
+    if user.deleted_at is not None:
+        return
+    async with in_transaction():
+        await User.filter(id=user.id).update(
+            username=DELETED_USERNAME,
+            username_key=f"{DELETED_USERNAME} {user.id}",
+            email=f"{DELETED_USERNAME} {user.id}",
+            password_hash=NO_PASSWORD,
+            is_admin=False,
+            deleted_at=utcnow(),
+        )
+        if state().settings.deleted_user_content == "remove":
+            await Message.filter(sender_id=user.id).update(content="")
+        await ReadMarker.filter(user_id=user.id).delete()
+    _forget_account(user.id)
+    await end_every_session(user.id)

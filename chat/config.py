@@ -6,7 +6,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -72,6 +72,17 @@ class Settings(BaseModel):
     # Strict-Transport-Security max-age on HTTPS responses; 0 tells browsers to forget an earlier one.
     hsts_seconds: int = Field(365 * 24 * 3600, ge=0, le=2 * 365 * 24 * 3600)
 
+    # Prometheus metrics (chat/metrics.py): GET /metrics on the application's own address, and/or on an address
+    # of its own (host:port) that only the monitoring system reaches. Either one turns recording on.
+    # a deleted account's messages stay in the others' history, as from "deleted user": with their content
+    # removed (the default: deleting an account is asking to be forgotten), or kept as written
+    deleted_user_content: Literal["remove", "keep"] = "remove"
+
+    metrics: bool = False
+    metrics_bind: str | None = None
+    # where the workers' metric files are kept (shared by every worker of one deployment); None: instance/metrics
+    metrics_dir: Path | None = None
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:
@@ -111,6 +122,24 @@ class Settings(BaseModel):
                     raise ValueError(f"{host!r} is not a host name like chat.example.org or chat.example.org:8443")
             return hosts
         return value
+
+    @field_validator("metrics_bind")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, _, port = value.rpartition(":")
+        if not host or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("must be host:port, like 127.0.0.1:9100")
+        return value
+
+    @property
+    def metrics_enabled(self) -> bool:
+        return self.metrics or self.metrics_bind is not None
+
+    @property
+    def resolved_metrics_dir(self) -> Path:
+        return (self.metrics_dir or self.instance_path / "metrics").resolve()
 
     @property
     def sqlite_path(self) -> Path | None:

@@ -20,7 +20,7 @@ from tortoise.transactions import in_transaction
 from .broker import Broker, Event
 from .db import param, param_prefix
 from .errors import APIError
-from .models import MESSAGE_FIELDS, Message, MessageJSON, ReadMarker, mention_text, message_json, utcnow
+from .models import ADMIN, MEMBER, MESSAGE_FIELDS, Message, MessageJSON, ReadMarker, mention_text, message_json, utcnow
 from .rooms import Room, admission, direct_room_name_sql, require_user, user_not_found
 from .state import state
 
@@ -61,6 +61,8 @@ async def send_to_room(sender_id: int, name: str, content: str, client_id: str |
     admitted = await admission(sender_id, name)
     if admitted.archived:
         raise room_archived()
+    if not admitted.room.is_channel:
+        await require_user(admitted.room.other_member(sender_id))  # not to a deleted account
     return await _send(sender_id, admitted.room, content, client_id)
 
 
@@ -230,6 +232,7 @@ class MessageWriter:
             for pending in batch:
                 pending.settle(error=exc)
             return
+        state().metrics.messages_stored(sum(message_id is not None for message_id in inserted))
         for pending, message_id in zip(batch, inserted, strict=True):
             if message_id is None:
                 pending.settle(None)
@@ -325,7 +328,7 @@ async def history(
 
     Every shape is a range scan of the (room, id) index, so page cost does not grow with the conversation.
     """
-    await require_user(other)
+    await require_user(other, deleted_too=True)
     return await room_history(Room.direct(me, other), before=before, after=after, limit=limit)
 
 
@@ -389,7 +392,7 @@ async def mark_read(me: int, other: int, up_to: int) -> int:
     The marker is clamped to the newest message of the room, so nothing not yet sent counts as read.
     Returns the marker after the move; a `read` frame goes to the room when it moved.
     """
-    await require_user(other)
+    await require_user(other, deleted_too=True)
     return await mark_room_read(me, Room.direct(me, other), up_to)
 
 
@@ -432,7 +435,8 @@ async def users_with_unread(me: int) -> list[dict]:
     room = direct_room_name_sql("u.id", me_)
     marker = f"COALESCE((SELECT r.up_to FROM read_markers r WHERE r.user_id = {me_} AND r.room = {room}), 0)"  # noqa: S608
     sql = f"""
-        SELECT u.id AS id, u.username AS username,
+        SELECT u.id AS id, u.username AS username, u.is_admin AS is_admin, u.deactivated_at AS deactivated_at,
+               u.deleted_at AS deleted_at,
           (SELECT COUNT(*) FROM messages m
             WHERE m.room = {room} AND m.sender_id = u.id AND m.id > {marker}) AS unread,
           (SELECT COUNT(*) FROM mentions n
@@ -448,6 +452,9 @@ async def users_with_unread(me: int) -> list[dict]:
             "online": row["id"] in online,
             "unread": int(row["unread"]),
             "mentions": int(row["mentions"]),
+            "role": ADMIN if row["is_admin"] else MEMBER,
+            "deactivated": row["deactivated_at"] is not None,
+            "deleted": row["deleted_at"] is not None,
         }
         for row in rows
     ]

@@ -7,10 +7,11 @@ import asyncio
 import gc
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from quart import Quart
 
+from .accounts import follow_account_changes
 from .config import Settings
 from .db import close_db, init_db
 from .state import AppState
@@ -29,6 +30,15 @@ def install_lifecycle(app: Quart, settings: Settings, app_state: AppState) -> No
         gc.collect()
         gc.freeze()
 
+    @app.while_serving
+    async def follow_accounts() -> AsyncIterator[None]:
+        follower = asyncio.create_task(follow_account_changes(app_state), name="account-changes")
+        yield
+        follower.cancel()
+        # bounded: a cancellation that lands inside redis-py's SUBSCRIBE can leave its clean-up waiting on the
+        # connection, which app_state.stop() closes next
+        await asyncio.wait({follower}, timeout=FOLLOWER_STOP_SECONDS)
+
     @app.after_serving
     async def stop() -> None:
         app_state.going_away.set()
@@ -38,6 +48,7 @@ def install_lifecycle(app: Quart, settings: Settings, app_state: AppState) -> No
 
 
 LONE_SIGTERM_EXIT_AFTER = 30.0
+FOLLOWER_STOP_SECONDS = 1.0
 
 
 def _default_sigterm() -> None:

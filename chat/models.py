@@ -77,6 +77,9 @@ def iso_utc(value: datetime | str) -> str:
     return value.astimezone(UTC).isoformat()
 
 
+ADMIN, MEMBER = "admin", "member"  # a user's role
+
+
 class User(Model):
     id = fields.IntField(primary_key=True)
     username = fields.CharField(max_length=80)
@@ -85,12 +88,29 @@ class User(Model):
     email = fields.CharField(max_length=120, unique=True)  # stored lower-cased
     password_hash = fields.CharField(max_length=100)
     created_at = fields.DatetimeField(default=utcnow)
+    # admins deactivate and reactivate accounts and grant the role (db_default: rows from before the column are not)
+    is_admin = fields.BooleanField(default=False, db_default=False)
+    # set while an admin has the account deactivated: no session is accepted and no sign-in succeeds
+    deactivated_at = fields.DatetimeField(null=True)
+    # set when the owner deleted the account: the row stays, nameless, so that others' history keeps its sender
+    deleted_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "users"
 
     def public(self) -> dict:
         return {"id": self.id, "username": self.username, "email": self.email}
+
+    @property
+    def role(self) -> str:
+        return ADMIN if self.is_admin else MEMBER
+
+    def account(self) -> dict:
+        """The account as its owner (GET /me) and the admins see it."""
+        return {**self.public(), "role": self.role, "deactivated": self.deactivated_at is not None}
+
+
+DELETED_USERNAME = "deleted user"  # what others see of a deleted account (a space: no account can be named so)
 
 
 class Session(Model):

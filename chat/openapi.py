@@ -79,6 +79,9 @@ LINKS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+# operations whose 200 is text, not JSON: (media type, its schema)
+TEXT_ANSWERS = {"get_metrics": "text/plain; version=0.0.4"}
+
 # Blueprints that serve HTML to browsers, not the JSON API that /openapi.json describes (API.md, "Operations").
 HTML_BLUEPRINTS = ("pages",)
 
@@ -95,6 +98,9 @@ class ChatOpenAPIProvider(OpenAPIProvider):
             for method, operation in methods.items():
                 # quart-schema shares one responses dict between the methods of a rule: give each its own
                 operation = methods[method] = {**operation, "responses": _finish_responses(operation)}
+                if media_type := TEXT_ANSWERS.get(operation.get("operationId", "")):
+                    answer = operation["responses"]["200"]
+                    answer["content"] = {media_type: {"schema": {"type": "string"}}}
                 for status, response in operation["responses"].items():
                     if links := LINKS.get((operation.get("operationId", ""), str(status))):
                         response["links"] = links

@@ -91,15 +91,19 @@ def parse_room(name: str) -> Room:
     return Room.direct(int(match[1]), int(match[2]))
 
 
-async def require_user(user_id: int) -> None:
-    """404 unless the user exists. Ids seen to exist are remembered: the API never deletes a user (and where one
-    is deleted by hand, the foreign keys still refuse to store a message for it)."""
+async def require_user(user_id: int, *, deleted_too: bool = False) -> None:
+    """404 unless the user exists and did not delete their account (`deleted_too`: also one that did, whose
+    history others still read). Ids seen to exist are remembered: a deleted account is forgotten by every worker
+    (accounts.py), and rows are never removed by the API (where one is deleted by hand, the foreign keys still
+    refuse to store a message for it)."""
     known = state().known_users
     if user_id in known:
         return
-    if not await User.exists(id=user_id):
+    deleted = await User.filter(id=user_id).values_list("deleted_at", flat=True)
+    if not deleted or (deleted[0] is not None and not deleted_too):
         raise user_not_found()
-    known.add(user_id)
+    if deleted[0] is None:
+        known.add(user_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +120,8 @@ async def admission(user_id: int, name: str) -> Admission:
     user_not_found for a direct room with a user who does not exist), 403 forbidden for one they are not in."""
     room = parse_room(name)
     if not room.is_channel:
-        await require_user(room.other_member(user_id))
+        # a deleted account's conversation stays readable; sending to it is refused by the send path
+        await require_user(room.other_member(user_id), deleted_too=True)
         return Admission(room)
     sql = (
         "SELECT c.archived AS archived, m.role AS role FROM channels c"  # noqa: S608 - markers only

@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    RootModel,
     StringConstraints,
     ValidationError,
     create_model,
@@ -177,6 +178,30 @@ class UserOut(BaseModel):
     email: str
 
 
+class AccountOut(UserOut):
+    """The account as its owner (GET /me) and the admins see it."""
+
+    role: Literal["admin", "member"]
+    deactivated: bool
+
+
+class AdminAccountOut(AccountOut):
+    created_at: str
+    deleted: bool
+
+
+class AdminAccountsOut(BaseModel):
+    users: list[AdminAccountOut]
+
+
+class DeleteAccountIn(Input):
+    password: text(max_length=128)
+
+
+class RoleIn(Input):
+    role: Literal["admin", "member"]
+
+
 # ---------------------------------------------------------------- users
 
 
@@ -186,6 +211,9 @@ class UserListItem(BaseModel):
     online: bool
     unread: int
     mentions: int  # unread messages that mention the caller
+    role: Literal["admin", "member"]
+    deactivated: bool
+    deleted: bool  # the account was deleted: its username is "deleted user", its messages stay
 
 
 class UsersOut(BaseModel):
@@ -351,6 +379,35 @@ class ChannelWithMembersOut(ChannelOut):
 class HealthOut(BaseModel):
     status: str
     broker: str
+
+
+class ExportedAccount(AccountOut):
+    created_at: str
+    deactivated_at: str | None
+    deleted_at: str | None
+    password_hash: str | None = None  # whole-instance exports only (chat export)
+
+
+class ExportedReadMarker(BaseModel):
+    user_id: int
+    room: str
+    up_to: int
+
+
+class ExportOut(BaseModel):
+    """docs/operations.md, "Export format": version 1."""
+
+    format: Literal["chat-export"]
+    version: int
+    scope: Literal["instance", "user"]
+    exported_at: str
+    users: list[ExportedAccount]
+    messages: list[MessageOut]
+    read_markers: list[ExportedReadMarker]
+
+
+class MetricsText(RootModel[str]):
+    """Prometheus text exposition format (text/plain; version=0.0.4), not JSON."""
 
 
 class NoContent(BaseModel):

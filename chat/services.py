@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .broker import MemoryBroker, RedisBroker
 from .config import Settings
+from .metrics import Metrics, PrometheusMetrics
 from .presence import MemoryPresence, RedisPresence
 from .security import HashGate, MemoryThrottle, RedisThrottle, SessionCache
 from .sockets import SocketLimits
@@ -16,6 +17,14 @@ from .state import AppState
 
 def build_state(settings: Settings) -> AppState:
     """memory:// keeps everything in this process; redis:// shares events, presence and throttling."""
+    app_state = _build_state(settings)
+    metrics = PrometheusMetrics(settings.resolved_metrics_dir) if settings.metrics_enabled else Metrics()
+    app_state.metrics = metrics
+    app_state.sockets.on_change = metrics.sockets_changed
+    return app_state
+
+
+def _build_state(settings: Settings) -> AppState:
     hash_gate = HashGate(settings.bcrypt_rounds, settings.hash_concurrency, settings.hash_queue)
     sockets = SocketLimits(
         settings.ws_per_session, settings.ws_per_user, settings.ws_frame_rate, settings.ws_frame_burst

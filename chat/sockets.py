@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -45,6 +46,7 @@ class SocketLimits:
     per_user: int
     frame_rate: float  # frames a second that one user's sockets are read at together, once the burst is spent
     frame_burst: int  # frames read at once before the pace applies: a reconnect's catch-up, a quick typist
+    on_change: Callable[[int], None] = lambda delta: None  # told +1 / -1 as a socket opens / closes (metrics)
     _by_session: Counter[int] = field(default_factory=Counter)
     _by_user: Counter[int] = field(default_factory=Counter)
     _budgets: dict[int, FrameBudget] = field(default_factory=dict)
@@ -55,11 +57,13 @@ class SocketLimits:
             return None
         self._by_session[session_id] += 1
         self._by_user[user_id] += 1
+        self.on_change(1)
         if user_id not in self._budgets:
             self._budgets[user_id] = FrameBudget(self.frame_rate, self.frame_burst)
         return self._budgets[user_id]
 
     def release(self, user_id: int, session_id: int) -> None:
+        self.on_change(-1)
         for counts, key in ((self._by_session, session_id), (self._by_user, user_id)):
             counts[key] -= 1
             if counts[key] <= 0:

@@ -12,6 +12,7 @@ from quart import current_app
 if TYPE_CHECKING:  # services.build_state makes them: security imports state() at run time, not the reverse
     from .broker import Broker
     from .config import Settings
+    from .metrics import Metrics
     from .presence import Presence
     from .security import HashGate, SessionCache, Throttle
     from .sockets import SocketLimits
@@ -32,6 +33,7 @@ class AppState:
     # set when the server begins to shut down: open websockets close with 1001
     going_away: asyncio.Event = field(default_factory=asyncio.Event)
     restore_signal: Callable[[], None] = lambda: None
+    metrics: Metrics = None  # type: ignore[assignment] - build_state sets it (metrics.Metrics: records nothing)
 
     async def start(self) -> None:
         await self.broker.start()

@@ -16,6 +16,8 @@ from pathlib import Path
 BACKEND = os.environ.get("CHAT_TEST_BACKEND", "sqlite")
 PG_URL = os.environ.get("CHAT_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("CHAT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# the migrations a database brought up to date has applied, in order
+MIGRATIONS = sorted(path.stem for path in (Path(__file__).resolve().parent.parent / "migrations").glob("[0-9]*.py"))
 _created_databases: dict[str, Path] = {}  # database -> the work folder it serves
 
 

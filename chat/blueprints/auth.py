@@ -8,7 +8,7 @@ from quart_schema import validate_request
 
 from .. import accounts
 from ..openapi import documented
-from ..schemas import ChangePasswordIn, LoginIn, NoContent, RegisterIn, UserOut
+from ..schemas import AccountOut, ChangePasswordIn, DeleteAccountIn, LoginIn, NoContent, RegisterIn, UserOut
 from ..security import SessionUser, cross_site_navigation, signed_in
 from ..state import state
 
@@ -26,9 +26,11 @@ async def register(data: RegisterIn) -> tuple[dict, int]:
 
 @bp.post("/login")
 @validate_request(LoginIn)
-@documented((UserOut, 200), errors=(400, 401, 429, 503))
+@documented((UserOut, 200), errors=(400, 401, 403, 429, 503))
 async def login(data: LoginIn) -> dict:
-    """Sign in with an email or a username; the answer sets the session cookie (and a device cookie)."""
+    """Sign in with an email or a username; the answer sets the session cookie (and a device cookie).
+
+    403 account_deactivated: the password is right, but an administrator deactivated the account."""
     # signing in again replaces the session this client had
     signed = await accounts.sign_in(data.email, data.username, data.password, replacing=current_user.auth_id)
     login_user(SessionUser(signed.token))
@@ -54,9 +56,24 @@ async def logout() -> Response | tuple[str, int]:
 
 @bp.get("/me")
 @login_required
-@documented((UserOut, 200), errors=(401, 503), session=True)
+@documented((AccountOut, 200), errors=(401, 503), session=True)
 async def me() -> dict:
-    return (await signed_in()).user.public()
+    """The caller's account, with its role (admin or member)."""
+    return (await signed_in()).user.account()
+
+
+@bp.post("/delete-account")
+@login_required
+@validate_request(DeleteAccountIn)
+@documented((NoContent, 204), errors=(400, 401, 429, 503), session=True)
+async def delete_account(data: DeleteAccountIn) -> tuple[str, int]:
+    """Delete the caller's account (the password is required): the sign-in name and email are freed, every
+    session ends, and the messages stay in the others' history as from "deleted user" (their content removed,
+    unless the operator keeps it: CHAT_DELETED_USER_CONTENT)."""
+    me = await signed_in(fresh=True)
+    await accounts.delete_own_account(me, data.password)
+    logout_user()
+    return "", 204
 
 
 @bp.post("/change-password")

@@ -48,12 +48,26 @@ async def session_active(session_id: int) -> bool:
 
 async def revoke_other_sessions(user_id: int, keep_session_id: int) -> list[int]:
     """Revoke every session of the user but one (a password change signs out everywhere else)."""
-    ids = (
-        await Session.filter(user_id=user_id, revoked_at=None).exclude(id=keep_session_id).values_list("id", flat=True)
-    )
-    await Session.filter(id__in=list(ids)).update(revoked_at=utcnow())
-    state().sessions.forget(lambda entry: entry.signed_in.user.id == user_id)
-    return list(ids)
+    return await revoke_user_sessions(user_id, keep_session_id)
+
+
+async def revoke_user_sessions(user_id: int, keep_session_id: int | None = None) -> list[int]:
+    """Revoke every session of the user (but `keep_session_id`); returns their ids, for their sockets to close.
+
+    Only this process's cache forgets them here: accounts.py tells the other workers.
+    """
+    sessions = Session.filter(user_id=user_id, revoked_at=None)
+    if keep_session_id is not None:
+        sessions = sessions.exclude(id=keep_session_id)
+    ids = list(await sessions.values_list("id", flat=True))
+    await Session.filter(id__in=ids).update(revoked_at=utcnow())
+    forget_sessions_of(user_id)
+    return ids
+
+
+def forget_sessions_of(user_id: int | None) -> None:
+    """Drop this process's cached sessions of one user (of every user: None)."""
+    state().sessions.forget(lambda entry: user_id is None or entry.signed_in.user.id == user_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +154,17 @@ async def _lookup_session(token: str, fresh: bool) -> SignedIn | None:
     if not fresh and (found := cache.get(token_hash)) is not None:
         return found
     generation, now = cache.generation, utcnow()
+    # a deactivated (or deleted) account's sessions are refused even if one escaped revocation (started during it)
     session = (
-        await Session.filter(token_hash=token_hash, revoked_at=None, expires_at__gt=now).select_related("user").first()
+        await Session.filter(
+            token_hash=token_hash,
+            revoked_at=None,
+            expires_at__gt=now,
+            user__deactivated_at__isnull=True,
+            user__deleted_at__isnull=True,
+        )
+        .select_related("user")
+        .first()
     )
     if session is None:
         return None

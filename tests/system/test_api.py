@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from testkit.backends import BACKEND
+from testkit.backends import BACKEND, MIGRATIONS
 from testkit.backends import database_rows as rows_of
 from testkit.http import PASSWORD, login, register, signed_in_client
 from testkit.probes import wait_until
@@ -50,7 +50,15 @@ def test_register_login_send_page_logout_and_the_old_cookie_is_refused(server):
         older = bob.get("/get-messages", params={"user_id": a["id"], "before": newest["messages"][0]["id"]}).json()
         assert [m["content"] for m in older["messages"]] == ["hello 0", "hello 1"] and older["has_more"] is False
         assert bob.get("/get-users").json()["users"] == [
-            {"id": a["id"], "username": "alice", "online": False, "unread": 4}
+            {
+                "id": a["id"],
+                "username": "alice",
+                "online": False,
+                "unread": 4,
+                "role": "member",
+                "deactivated": False,
+                "deleted": False,
+            }
         ]
         assert alice.get("/get-users").json()["users"][0]["unread"] == 0
         assert bob.post("/mark-read", json={"user_id": a["id"], "up_to": sent[1].json()["id"]}).status_code == 204
@@ -129,7 +137,7 @@ def test_data_and_sessions_survive_a_restart(server):
     server.restart()
 
     # the session lives in the database and the signing key in the instance folder: the same cookie still works
-    assert alice.get("/me").json() == a
+    assert alice.get("/me").json() == {**a, "role": "member", "deactivated": False}
     assert [m["content"] for m in bob.get("/get-messages", params={"user_id": a["id"]}).json()["messages"]] == [
         "before the restart"
     ]
@@ -137,7 +145,7 @@ def test_data_and_sessions_survive_a_restart(server):
     assert second["id"] > first["id"]
     with httpx.Client(base_url=server.base_url) as again:
         assert login(again, "alice") == a
-    assert database_rows(server, "SELECT COUNT(*) FROM tortoise_migrations") == [(1,)]
+    assert database_rows(server, "SELECT COUNT(*) FROM tortoise_migrations") == [(len(MIGRATIONS),)]
     alice.close()
     bob.close()
 
@@ -184,7 +192,8 @@ def test_two_workers_start_together_on_a_fresh_database(tmp_path):
                     register(client, f"via{index}")
                     assert login(client, f"via{index}")["username"] == f"via{index}"
 
-        assert database_rows(server, "SELECT app, name FROM tortoise_migrations") == [("models", "0001_initial")]
+        applied = database_rows(server, "SELECT app, name FROM tortoise_migrations")
+        assert applied == [("models", name) for name in MIGRATIONS]
         assert database_rows(server, "SELECT COUNT(*) FROM users") == [(2,)]
         if BACKEND == "sqlite":
             assert database_rows(server, "PRAGMA journal_mode") == [("wal",)]

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from chat import cli
+from testkit.backends import MIGRATIONS
 from testkit.http import PASSWORD, login
 from testkit.servers import Server
 
@@ -47,7 +48,7 @@ def test_migrate_then_createuser_then_serve(tmp_path):
     assert migrated.returncode == 0, migrated.stderr
     assert "up to date" in migrated.stdout
     database = tmp_path / "instance" / "chat.sqlite3"
-    assert rows(database, "SELECT app, name FROM tortoise_migrations") == [("models", "0001_initial")]
+    assert rows(database, "SELECT app, name FROM tortoise_migrations") == [("models", name) for name in MIGRATIONS]
     assert rows(database, "PRAGMA journal_mode") == [("wal",)]
 
     secret = "  a passphrase with spaces, past seventy-two bytes of bcrypt input: ünïcödé 🔑  "

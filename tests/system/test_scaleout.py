@@ -103,7 +103,7 @@ def test_two_workers_start_together_on_a_fresh_database(tmp_path):
         for _ in range(20):  # connections land on either worker
             with httpx.Client(base_url=server.base_url) as fresh:
                 assert fresh.get("/healthz").status_code == 200
-        assert client.get("/me").json() == me
+        assert client.get("/me").json() == {**me, "role": "member", "deactivated": False}
     finally:
         stop_all(server)
     database = backend_settings(tmp_path)["CHAT_DATABASE_URL"].rsplit("/", 1)[1]

@@ -97,7 +97,13 @@ async def test_json_answers_keep_their_status_headers_and_shape(client, signup):
     me = await alice.get("/me")
     assert me.status_code == 200 and me.mimetype == "application/json"
     assert me.headers["Cache-Control"] == "no-store"
-    assert await me.get_json() == {"id": a["id"], "username": "alice", "email": "alice@example.org"}
+    assert await me.get_json() == {
+        "id": a["id"],
+        "username": "alice",
+        "email": "alice@example.org",
+        "role": "member",
+        "deactivated": False,
+    }
     sent = await alice.post("/send-message", json={"receiver_id": a["id"], "content": "ünïcode ✓"})
     assert "ünïcode ✓".encode() in await sent.get_data()  # orjson writes UTF-8, the stdlib's json \u-escapes
     spec = await client.get("/openapi.json")

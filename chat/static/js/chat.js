@@ -20,7 +20,7 @@ function signInAgain() {
 
 const banner = $("connection");
 
-function showConnection({ state, hadOpened, attempt }) {
+function showConnection({ state, hadOpened, attempt, code }) {
   clearTimeout(connectingTimer);
   document.body.dataset.connection = state;
   if (state === "open" || state === "closed") {
@@ -35,8 +35,9 @@ function showConnection({ state, hadOpened, attempt }) {
   };
   if (state === "connecting") connectingTimer = setTimeout(show, SHOW_CONNECTING_AFTER_MS);
   else show();
-  // refused before it ever opened, twice: perhaps the session ended (the upgrade answers 401/403)
-  if (state === "reconnecting" && hadOpened === false && attempt >= 2) checkSession();
+  // 1008: the session was ended (signed out elsewhere, the account deactivated): to the sign-in page at once.
+  // Refused before it ever opened, twice: perhaps the session ended (the upgrade answers 401/403)
+  if (state === "reconnecting" && (code === 1008 || (hadOpened === false && attempt >= 2))) checkSession();
 }
 
 async function checkSession() {

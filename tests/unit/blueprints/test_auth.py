@@ -130,7 +130,7 @@ async def test_login_with_email_or_username_in_any_case(client):
         assert response.status_code == 200
         assert await response.get_json() == user
         assert set_cookie(response)
-    assert (await (await client.get("/me")).get_json()) == user
+    assert (await (await client.get("/me")).get_json()) == {**user, "role": "member", "deactivated": False}
 
 
 async def test_signing_in_again_replaces_the_clients_session(client):
@@ -272,7 +272,7 @@ async def test_logout_ends_only_this_session(make_client):
     await api_login(laptop, "alice")
     await api_login(phone, "alice")
     assert (await laptop.post("/logout")).status_code == 204
-    assert await (await phone.get("/me")).get_json() == user
+    assert await (await phone.get("/me")).get_json() == {**user, "role": "member", "deactivated": False}
 
 
 async def test_me_needs_a_session(client):
