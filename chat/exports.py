@@ -15,7 +15,8 @@ from tortoise.transactions import in_transaction
 
 from .conversations import MESSAGE_COLUMNS
 from .db import param
-from .models import MESSAGE_FIELDS, ReadMarker, User, message_json, utcnow
+from .models import MESSAGE_FIELDS, Channel, Membership, Mention, ReadMarker, User, mention_text, message_json, utcnow
+from .rooms import Room
 
 FORMAT = "chat-export"
 VERSION = 1
@@ -44,15 +45,22 @@ def _iso(value: datetime | None) -> str | None:
 
 
 async def export_stream(scope: str, user: User | None = None, with_secrets: bool = False) -> AsyncIterator[bytes]:
-    """The export as chunks of one JSON document: the whole instance, or one user's account and the messages
-    they sent or received (then without read markers of others)."""
+    """The export as chunks of one JSON document: the whole instance, or one user's account, their channels and
+    memberships, and the messages of their rooms (then without read markers of others)."""
     users = [user] if user is not None else await User.all().order_by("id")
     head = {"format": FORMAT, "version": VERSION, "scope": scope, "exported_at": utcnow().isoformat()}
     yield orjson.dumps(head)[:-1] + b', "users": ['
     yield b",".join(orjson.dumps(_account(each, with_secrets)) for each in users)
-    yield b'], "messages": ['
+    memberships = Membership.filter(user_id=user.id) if user is not None else Membership.all()
+    member_rows = await memberships.order_by("id").values("channel_id", "user_id", "role", "joined_at")
+    channel_ids = sorted({row["channel_id"] for row in member_rows})
+    channels = Channel.filter(id__in=channel_ids) if user is not None else Channel.all()
+    yield b'], "channels": ' + orjson.dumps([_channel(each) for each in await channels.order_by("id")])
+    yield b', "memberships": ' + orjson.dumps([{**row, "joined_at": _iso(row["joined_at"])} for row in member_rows])
+    yield b', "messages": ['
     first = True
-    async for batch in _messages(user.id if user is not None else None):
+    rooms = [Room.of_channel(channel_id).name for channel_id in channel_ids]
+    async for batch in _messages(user.id if user is not None else None, rooms):
         yield (b"" if first else b",") + b",".join(orjson.dumps(message) for message in batch)
         first = False
     markers = ReadMarker.filter(user_id=user.id) if user is not None else ReadMarker.all()
@@ -60,15 +68,32 @@ async def export_stream(scope: str, user: User | None = None, with_secrets: bool
     yield b'], "read_markers": ' + orjson.dumps(rows) + b"}"
 
 
-async def _messages(user_id: int | None) -> AsyncIterator[list[dict]]:
-    """Messages in id order, a batch at a time (keyset paging: each batch is a range scan)."""
+def _channel(channel: Channel) -> dict:
+    return {
+        "id": channel.id,
+        "name": channel.name,
+        "topic": channel.topic,
+        "private": channel.private,
+        "archived": channel.archived,
+        "created_by": channel.created_by_id,
+        "created_at": channel.created_at.isoformat(),
+    }
+
+
+async def _messages(user_id: int | None, rooms: list[str]) -> AsyncIterator[list[dict]]:
+    """Messages in id order, a batch at a time (keyset paging: each batch is a range scan); for one user, the
+    direct messages they sent or received and every message of their channels (`rooms`)."""
     after = 0
     while True:
         values: list = [after]
         condition = f"id > {param(1)}"
         if user_id is not None:
             values.append(user_id)
-            condition += f" AND (sender_id = {param(2)} OR receiver_id = {param(2)})"
+            mine = f"sender_id = {param(2)} OR receiver_id = {param(2)}"
+            for name in rooms:
+                values.append(name)
+                mine += f" OR room = {param(len(values))}"
+            condition += f" AND ({mine})"
         values.append(BATCH)
         sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {condition} ORDER BY id LIMIT {param(len(values))}"  # noqa: S608 - markers only
         _, rows = await get_connection("default").execute_query(sql, values)
@@ -99,18 +124,34 @@ async def import_instance(document: dict) -> dict[str, int]:
                 deactivated_at=_datetime(account["deactivated_at"]),
                 deleted_at=_datetime(account["deleted_at"]),
             )
+        for channel in document["channels"]:
+            await Channel.create(
+                using_db=connection,
+                id=channel["id"],
+                name=channel["name"],
+                name_key=channel["name"].lower(),
+                topic=channel["topic"],
+                private=channel["private"],
+                archived=channel["archived"],
+                created_by_id=channel["created_by"],
+                created_at=datetime.fromisoformat(channel["created_at"]),
+            )
+        for membership in document["memberships"]:
+            await Membership.create(
+                using_db=connection, **{**membership, "joined_at": datetime.fromisoformat(membership["joined_at"])}
+            )
         messages = document["messages"]
         for start in range(0, len(messages), BATCH):
             await _insert_messages(connection, messages[start : start + BATCH])
         for marker in document["read_markers"]:
             await ReadMarker.create(using_db=connection, **marker)
         if connection.capabilities.dialect == "postgres":  # the next ids continue after the imported ones
-            for table in ("users", "messages", "read_markers"):
+            for table in ("users", "channels", "memberships", "messages", "mentions", "read_markers"):
                 await connection.execute_query(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(MAX(id), 0) + 1, false) "  # noqa: S608
                     f"FROM {table}"
                 )
-    return {"users": len(document["users"]), "messages": len(messages), "read_markers": len(document["read_markers"])}
+    return {key: len(document[key]) for key in ("users", "channels", "memberships", "messages", "read_markers")}
 
 
 async def _insert_messages(connection, messages: list[dict]) -> None:
@@ -123,10 +164,22 @@ async def _insert_messages(connection, messages: list[dict]) -> None:
         values += [_column_value(message, name) for name in MESSAGE_FIELDS]
     sql = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES {', '.join(rows)}"  # noqa: S608 - markers only
     await connection.execute_query(sql, values)
+    # the mentions table counts unread mentions: the same rows as the send path writes
+    mentioned = [
+        Mention(user_id=user_id, message_id=message["id"], room=message["room"])
+        for message in messages
+        for user_id in message["mentions"]
+    ]
+    if mentioned:
+        await Mention.bulk_create(mentioned, using_db=connection)
 
 
 def _column_value(message: dict, name: str) -> object:
-    return datetime.fromisoformat(message[name]) if name == "timestamp" else message[name]
+    if name == "timestamp":
+        return datetime.fromisoformat(message[name])
+    if name == "mentions":  # stored as the ids' text (models.mention_text)
+        return mention_text(message[name])
+    return message[name]
 
 
 def _datetime(value: str | None) -> datetime | None:
@@ -140,7 +193,7 @@ def _check(document: object) -> None:
         raise ImportRefused(f"export version {document.get('version')!r}: this chat reads version {VERSION}")
     if document.get("scope") != INSTANCE:
         raise ImportRefused("a one-user export is that person's copy: only a whole-instance export can be imported")
-    for key in ("users", "messages", "read_markers"):
+    for key in ("users", "channels", "memberships", "messages", "read_markers"):
         if not isinstance(document.get(key), list):
             raise ImportRefused(f"{key!r} is missing")
     if any("password_hash" not in account for account in document["users"]):

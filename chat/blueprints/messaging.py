@@ -60,5 +60,5 @@ async def _room(me: int, user_id: int | None, name: str | None) -> Room:
     """The room of a request: the direct room with user_id, or the one named (admitted as rooms.admit says)."""
     if name is not None:
         return await admit(me, name)
-    await conversations.require_user(user_id)
+    await conversations.require_user(user_id, deleted_too=True)  # a deleted account's history stays readable
     return Room.direct(me, user_id)

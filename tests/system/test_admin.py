@@ -203,7 +203,7 @@ async def test_a_deactivated_users_sockets_close_at_once_and_requests_are_refuse
 
 
 def _promote(workdir, user_id: int) -> None:
-    from .support import backend_settings, psql
+    from testkit.backends import backend_settings, psql
 
     settings = backend_settings(workdir)
     if settings:
@@ -218,7 +218,7 @@ def _promote(workdir, user_id: int) -> None:
 def test_login_helper_still_answers_the_public_fields(server):
     """POST /login and /register keep API.md's three fields; /me adds role and deactivated."""
     with httpx.Client(base_url=server.base_url) as client:
-        from .support import register
+        from testkit.http import register
 
         assert set(register(client, "carol")) == {"id", "username", "email"}
         assert set(login(client, "carol")) == {"id", "username", "email"}

@@ -55,6 +55,7 @@ def test_register_login_send_page_logout_and_the_old_cookie_is_refused(server):
                 "username": "alice",
                 "online": False,
                 "unread": 4,
+                "mentions": 0,
                 "role": "member",
                 "deactivated": False,
                 "deleted": False,

@@ -29,7 +29,18 @@ def api_answers(server: Server, names: list[str]) -> dict:
                 other["id"]: client.get("/get-messages", params={"user_id": other["id"], "limit": 200}).json()
                 for other in people
             }
-            answers[name] = {"me": client.get("/me").json(), "people": people, "conversations": conversations}
+            rooms = client.get("/rooms").json()["rooms"]
+            for room in rooms:
+                conversations[room["room"]] = {
+                    "channel": client.get(f"/rooms/{room['room']}").json(),
+                    "history": client.get("/get-messages", params={"room": room["room"], "limit": 200}).json(),
+                }
+            answers[name] = {
+                "me": client.get("/me").json(),
+                "people": people,
+                "rooms": rooms,
+                "conversations": conversations,
+            }
     return answers
 
 
@@ -43,6 +54,15 @@ def populate(server: Server) -> None:
     for number in range(12):
         sender, receiver = NAMES[number % 4], NAMES[(number + 1) % 4]
         body = {"receiver_id": users[receiver]["id"], "content": f"hello {number} ✓", "client_id": f"c{number}"}
+        assert clients[sender].post("/send-message", json=body).status_code == 201
+    # a private channel of three, where alice mentions bob, and a public one of alice's alone
+    made = clients["alice"].post(
+        "/rooms", json={"name": "team", "private": True, "member_ids": [users["bob"]["id"], users["carol"]["id"]]}
+    )
+    team = made.json()["room"]
+    assert clients["alice"].post("/rooms", json={"name": "open", "topic": "anyone"}).status_code == 201
+    for number, sender in enumerate(["alice", "bob", "carol", "alice"]):
+        body = {"room": team, "content": f"in the team {number} @bob"}
         assert clients[sender].post("/send-message", json=body).status_code == 201
     last = clients["bob"].get("/get-messages", params={"user_id": users["alice"]["id"]}).json()["messages"][-1]
     assert clients["bob"].post("/mark-read", json={"user_id": users["alice"]["id"], "up_to": last["id"]}).status_code
@@ -75,7 +95,7 @@ def test_export_then_import_into_an_empty_instance_gives_identical_answers(tmp_p
 
     imported = chat(copy_dir, "import", str(export))
     assert imported.returncode == 0, imported.stderr
-    assert "imported 5 users, 12 messages, 1 read markers" in imported.stdout
+    assert "imported 5 users, 2 channels, 4 memberships, 16 messages, 1 read markers" in imported.stdout
     copy = Server(workdir=copy_dir).start()
     try:
         assert api_answers(copy, ["root", "alice", "bob"]) == before
@@ -87,7 +107,7 @@ def test_export_then_import_into_an_empty_instance_gives_identical_answers(tmp_p
             assert newcomer["id"] == 6
             login(client, "dave")
             sent = client.post("/send-message", json={"receiver_id": 2, "content": "after the import"})
-            assert sent.status_code == 201 and sent.json()["id"] == 13
+            assert sent.status_code == 201 and sent.json()["id"] == 17
         again = chat(copy_dir, "import", str(export))
         assert again.returncode == 2 and "accounts already" in again.stderr
     finally:
@@ -105,7 +125,7 @@ def test_import_refuses_what_it_cannot_read(tmp_path):
         ({"format": "chat-export", "version": 1, "scope": "user", "users": [], "messages": []}, "one-user export"),
         (
             {"format": "chat-export", "version": 1, "scope": "instance", "users": [{"id": 1}], "messages": [],
-             "read_markers": []},
+             "read_markers": [], "channels": [], "memberships": []},
             "password hashes",
         ),
     ):  # fmt: skip

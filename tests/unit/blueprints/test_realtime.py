@@ -19,8 +19,8 @@ async def test_a_logout_racing_the_handshake_still_ends_the_socket(app, signup, 
     _, bob = await signup("bob")
     check_other = rooms.require_user
 
-    async def logout_meanwhile(user_id: int) -> None:
-        await check_other(user_id)
+    async def logout_meanwhile(user_id: int, **kwargs: bool) -> None:
+        await check_other(user_id, **kwargs)
         await accounts.end_session(current_user.auth_id)  # what a concurrent POST /logout does
 
     monkeypatch.setattr(rooms, "require_user", logout_meanwhile)
