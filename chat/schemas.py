@@ -211,6 +211,29 @@ class MessagesOut(BaseModel):
     has_more: bool
 
 
+# ---------------------------------------------------------------- search
+
+
+class SearchQuery(BaseModel):
+    """q's words and "phrases" are read by chat/search.py (parse_query): a q it cannot read is a 400 too."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    q: str = Field(min_length=1, max_length=200)
+    room: str | None = Field(None, min_length=1, max_length=100)
+    before: int | None = Field(None, ge=0, le=MAX_ID)
+    limit: int = Field(20, ge=1, le=50)
+
+
+# a message as message_json builds it, and where the query matched: [start, end] offsets into content
+SearchResultOut = create_model("SearchResultOut", __base__=MessageOut, matches=(list[tuple[int, int]], ...))
+
+
+class SearchOut(BaseModel):
+    messages: list[SearchResultOut]
+    has_more: bool
+
+
 class HealthOut(BaseModel):
     status: str
     broker: str
