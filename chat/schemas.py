@@ -214,12 +214,24 @@ class MessagesOut(BaseModel):
 # ---------------------------------------------------------------- search
 
 
+def has_word(value: str) -> str:
+    if not WORD_CHARACTER.search(value):
+        raise ValueError("must contain at least one word (letters or digits)")
+    return value
+
+
+WORD_CHARACTER = re.compile(r"[^\W_]")  # what chat/search.py takes for a word's letter
+SearchText = Annotated[
+    text(min_length=1, max_length=200, pattern=r"^[^\x00]*[^\W_][^\x00]*$"), AfterValidator(has_word)
+]
+
+
 class SearchQuery(BaseModel):
-    """q's words and "phrases" are read by chat/search.py (parse_query): a q it cannot read is a 400 too."""
+    """q's words and "phrases" are read by chat/search.py (parse_query)."""
 
     model_config = ConfigDict(extra="ignore")
 
-    q: str = Field(min_length=1, max_length=200)
+    q: SearchText
     room: str | None = Field(None, min_length=1, max_length=100)
     before: int | None = Field(None, ge=0, le=MAX_ID)
     limit: int = Field(20, ge=1, le=50)
