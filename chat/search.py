@@ -19,6 +19,7 @@ from tortoise.connection import get_connection
 from .db import param_prefix
 from .models import MESSAGE_FIELDS, message_json
 from .rooms import parse_room
+from .schemas import clean_text
 
 MAX_QUERY = 200  # characters of q (API.md)
 PREFIX_MIN = 3  # a word of at least this many characters also matches the words it begins
@@ -134,12 +135,10 @@ def parse_query(q: str) -> Query:
     punctuation) only separates words; a word with punctuation inside ("e-mail", "don't") is a phrase."""
     if not 1 <= len(q) <= MAX_QUERY:
         raise InvalidQuery(f"q must be 1 to {MAX_QUERY} characters")
-    if "\x00" in q:
-        raise InvalidQuery("q must not contain NUL characters")
     try:
-        q.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidQuery("q must be valid Unicode (no lone surrogates)") from None
+        clean_text(q)  # no NUL, no lone surrogates: as every text field
+    except ValueError as exc:
+        raise InvalidQuery(f"q {exc}") from None
     terms: dict[str, None] = {}  # in order, once each
     phrases: dict[tuple[str, ...], None] = {}
     pieces = [(match[1], True) for match in _QUOTED.finditer(q)]
