@@ -13,7 +13,6 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-import orjson
 from tortoise.connection import get_connection
 
 from .db import param_prefix
@@ -159,20 +158,16 @@ def parse_query(q: str) -> Query:
 # ---------------------------------------------------------------- who may search what
 
 
-async def searchable_rooms(user_id: int) -> list[str]:
-    """The names of the rooms whose messages this user may search: the one place that says so.
+def searchable_rooms(user_id: int, marker: str) -> tuple[str, list]:
+    """The rooms whose messages this user may search, the one place that says so: SQL that is true for a
+    message `m` of such a room, and its parameter values (`marker` is the parameter's marker, e.g. "?3").
 
-    Today every room is a direct one, of which the user is one of the two members: the rooms of the messages
-    they sent or received. Channels (branch `channels`) add the channels they are a member of now, so that a
-    channel they left is no longer searched.
+    Today every room is a direct one, and a user is a member of a direct room when they are one of its two
+    users: the messages they sent or received. A condition, not a list of room names, so that it costs nothing
+    however long the user's history is. Channels (branch `channels`) make it "a direct message of theirs, or a
+    message of a channel they are a member of now" (so that a channel they left is no longer searched).
     """
-    mark = param_prefix()
-    sql = (
-        f"SELECT DISTINCT room FROM messages WHERE sender_id = {mark}1"  # noqa: S608 - markers only
-        f" UNION SELECT DISTINCT room FROM messages WHERE receiver_id = {mark}1"
-    )
-    _, rows = await get_connection("default").execute_query(sql, [user_id])
-    return [row[0] for row in rows]
+    return f"(m.sender_id = {marker} OR m.receiver_id = {marker})", [user_id]
 
 
 def room_to_search(user_id: int, name: str) -> str:
@@ -204,58 +199,57 @@ def tsquery_text(query: Query) -> str | None:
     return " & ".join(parts) or None
 
 
-def search_sql(query: Query, newest_below: int | None, rooms: list[str], limit: int) -> tuple[str, list]:
-    """The candidates: messages of these rooms (below an id), newest first, that the index finds."""
+def search_sql(query: Query, user_id: int, room: str | None, newest_below: int | None, limit: int) -> tuple[str, list]:
+    """The candidates: messages that the index finds in the rooms the user may search (or in `room`, one they
+    may), below an id, newest first."""
     postgres = _dialect() == "postgres"
     mark = param_prefix()
     columns = ", ".join(f"m.{name}" for name in MESSAGE_FIELDS)
     source, order = "messages m", "m.id"
-    if postgres:
-        values: list = [rooms]
-        conditions = [f"m.room = ANY({mark}1::text[])"]
-        if text := tsquery_text(query):
-            values.append(text)
-            conditions.append(f"m.search_vector @@ chat_search_query({mark}{len(values)})")
+    values: list = []
+    conditions: list[str] = []
+
+    def value(item: object) -> str:
+        values.append(item)
+        return f"{mark}{len(values)}"
+
+    if room is not None:
+        conditions.append(f"m.room = {value(room)}")
     else:
-        values = [_json_list(rooms)]
-        conditions = [f"m.room IN (SELECT value FROM json_each({mark}1))"]  # noqa: S608 - a marker
-        if expression := fts5_expression(query):
-            # FTS5 hands out its rows by rowid, newest first, and takes the id bound itself
-            values.append(expression)
-            source, order = "messages_fts JOIN messages m ON m.id = messages_fts.rowid", "messages_fts.rowid"
-            conditions.append(f"messages_fts MATCH {mark}{len(values)}")
+        members, member_values = searchable_rooms(user_id, f"{mark}{len(values) + 1}")
+        conditions.append(members)
+        values.extend(member_values)
+    if postgres:
+        if text := tsquery_text(query):
+            conditions.append(f"m.search_vector @@ chat_search_query({value(text)})")
+    elif expression := fts5_expression(query):
+        # FTS5 hands out its rows by rowid, newest first, and takes the id bound itself
+        source, order = "messages_fts JOIN messages m ON m.id = messages_fts.rowid", "messages_fts.rowid"
+        conditions.append(f"messages_fts MATCH {value(expression)}")
     if newest_below is not None:
-        values.append(newest_below)
-        conditions.append(f"{order} < {mark}{len(values)}")
+        conditions.append(f"{order} < {value(newest_below)}")
     for term in query.terms:
         if term.inside:  # CJK: a substring of the content (lower() folds what has case in those texts)
-            values.append(term.text)
-            conditions.append(f"{'strpos' if postgres else 'instr'}(lower(m.content), {mark}{len(values)}) > 0")
-    values.append(limit)
+            conditions.append(f"{'strpos' if postgres else 'instr'}(lower(m.content), {value(term.text)}) > 0")
     sql = (
         f"SELECT {columns} FROM {source} WHERE {' AND '.join(conditions)}"  # noqa: S608 - markers only
-        f" ORDER BY {order} DESC LIMIT {mark}{len(values)}"
+        f" ORDER BY {order} DESC LIMIT {value(limit)}"
     )
     return sql, values
-
-
-def _json_list(items: list[str]) -> str:
-    return orjson.dumps(items).decode()
 
 
 async def search(
     user_id: int, query: Query, *, room: str | None = None, before: int | None = None, limit: int = 20
 ) -> tuple[list[dict], bool]:
     """The newest `limit` messages (below `before`) that match, each with its `matches`, and whether more do."""
-    rooms = [room_to_search(user_id, room)] if room is not None else await searchable_rooms(user_id)
+    if room is not None:
+        room = room_to_search(user_id, room)
     found: list[dict] = []
-    if not rooms:
-        return found, False
     below = before
     batch = limit + 1
     connection = get_connection("default")
     while True:
-        sql, values = search_sql(query, below, rooms, batch)
+        sql, values = search_sql(query, user_id, room, below, batch)
         _, rows = await connection.execute_query(sql, values)
         for row in rows:
             message = message_json(*row)
