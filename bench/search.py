@@ -71,14 +71,20 @@ def query_words(words: list[str]) -> list[str]:
     return [words[rank] for rank in ranks]
 
 
+PG_DATABASES = ("corpus", "initial", "search")
+
+
+def psql(sql: str) -> None:
+    admin = PG_URL.replace("postgres://", "postgresql://") + "/postgres"
+    subprocess.run(["psql", admin, "-qAt", "-c", sql], check=True, capture_output=True)
+
+
 def database(kind: str, workdir: Path, name: str) -> str:
     if kind == "sqlite":
         return f"sqlite://{workdir / f'{name}.sqlite3'}"
-    tag = f"chat_bench_search_{name}"
-    admin = PG_URL.replace("postgres://", "postgresql://") + "/postgres"
-    for sql in (f"DROP DATABASE IF EXISTS {tag} WITH (FORCE)", f"CREATE DATABASE {tag}"):
-        subprocess.run(["psql", admin, "-qAt", "-c", sql], check=True, capture_output=True)
-    return f"{PG_URL}/{tag}"
+    psql(f"DROP DATABASE IF EXISTS chat_bench_search_{name} WITH (FORCE)")
+    psql(f"CREATE DATABASE chat_bench_search_{name}")
+    return f"{PG_URL}/chat_bench_search_{name}"
 
 
 async def open_database(url: str, workdir: Path, up_to: str | None = None) -> None:
@@ -215,7 +221,12 @@ def main() -> None:
     kinds = sys.argv[1:] or ["sqlite", "postgres"]
     with tempfile.TemporaryDirectory(prefix="chat-bench-search-") as folder:
         for kind in kinds:
-            print(json.dumps(asyncio.run(run(kind, Path(folder)))), flush=True)
+            try:
+                print(json.dumps(asyncio.run(run(kind, Path(folder)))), flush=True)
+            finally:
+                if kind == "postgres":
+                    for name in PG_DATABASES:
+                        psql(f"DROP DATABASE IF EXISTS chat_bench_search_{name} WITH (FORCE)")
 
 
 if __name__ == "__main__":
