@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: run serve certs test test-sqlite test-postgres services lint install browser loadgen bench bench-workers clean
+.PHONY: run serve certs test test-sqlite test-postgres services lint install browser loadgen bench bench-search bench-workers clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ loadgen:
 # Durations and sizes: `python -m bench --help` (flags or BENCH_* variables), e.g. BENCH_SEND_SECONDS=5 make bench.
 bench: install loadgen
 	$(BIN)/python -m bench
+
+# Search latency at 1 M messages and send throughput with and without the search index, on SQLite and PostgreSQL
+# (docs/search.md); BENCH_SEARCH_MESSAGES=100000 for a quicker run.
+bench-search: install services
+	$(BIN)/python -m bench.search
 
 # 1 worker against 2 on PostgreSQL + Redis (send throughput), side by side in one run.
 bench-workers: install loadgen services

@@ -11,6 +11,7 @@ from quart_schema import Info, QuartSchema
 from .asgi_websocket import BoundedWebsocketConnection
 from .blueprints import account_pages, admin, auth, docs, messaging, my_data, ops, pages, realtime, users
 from .blueprints import rooms as room_routes  # not "rooms": chat.rooms is the domain module
+from .blueprints import search as search_routes  # chat.search is the domain module
 from .config import Settings, instance_secret_key, load_settings
 from .errors import register_error_handlers
 from .hosts import install_host_check
@@ -39,6 +40,7 @@ BLUEPRINTS = (
     users.bp,
     messaging.bp,
     room_routes.bp,
+    search_routes.bp,
     realtime.bp,
     ops.bp,
     admin.bp,

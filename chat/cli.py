@@ -20,6 +20,17 @@ async def _migrate() -> None:
     print(f"database is up to date ({settings.resolved_database_url.split('?')[0].split('@')[-1]})")
 
 
+async def _reindex() -> None:
+    from .search import reindex
+
+    await init_db(load_settings(migrate=True))
+    try:
+        count = await reindex()
+    finally:
+        await close_db()
+    print(f"search index rebuilt: {count} messages")
+
+
 async def _createuser(username: str, email: str, password: str, admin: bool = False) -> int:
     from pydantic import ValidationError
 
@@ -199,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chat", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="bring the database schema up to date")
+    commands.add_parser("reindex", help="rebuild the search index from the stored messages")
     create = commands.add_parser("createuser", help="create an account")
     create.add_argument("--username", required=True)
     create.add_argument("--email", required=True)
@@ -248,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             asyncio.run(_migrate())
+            return 0
+        if args.command == "reindex":
+            asyncio.run(_reindex())
             return 0
         if args.command == "createuser":
             password = _read_password(args.password_stdin)

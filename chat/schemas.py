@@ -376,6 +376,41 @@ class ChannelWithMembersOut(ChannelOut):
     members: list[RoomMember]
 
 
+# ---------------------------------------------------------------- search
+
+
+def has_word(value: str) -> str:
+    if not WORD_CHARACTER.search(value):
+        raise ValueError("must contain at least one word (letters or digits)")
+    return value
+
+
+WORD_CHARACTER = re.compile(r"[^\W_]")  # what chat/search.py takes for a word's letter
+SearchText = Annotated[
+    text(min_length=1, max_length=200, pattern=r"^[^\x00]*[^\W_][^\x00]*$"), AfterValidator(has_word)
+]
+
+
+class SearchQuery(BaseModel):
+    """q's words and "phrases" are read by chat/search.py (parse_query)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    q: SearchText
+    room: str | None = Field(None, min_length=1, max_length=100)
+    before: int | None = Field(None, ge=0, le=MAX_ID)
+    limit: int = Field(20, ge=1, le=50)
+
+
+# a message as message_json builds it, and where the query matched: [start, end] offsets into content
+SearchResultOut = create_model("SearchResultOut", __base__=MessageOut, matches=(list[tuple[int, int]], ...))
+
+
+class SearchOut(BaseModel):
+    messages: list[SearchResultOut]
+    has_more: bool
+
+
 class HealthOut(BaseModel):
     status: str
     broker: str

@@ -3,6 +3,7 @@ import { getJSON, postJSON } from "./api.js";
 import { Composer } from "./composer.js";
 import { Conversation, hasUnsent } from "./conversation.js";
 import { PeopleList } from "./people.js";
+import { SearchBox } from "./search.js";
 
 const $ = (id) => document.getElementById(id);
 const me = { id: Number(document.body.dataset.meId), username: document.body.dataset.meName };
@@ -80,9 +81,9 @@ function peerFromUrl() {
   return Number.isInteger(id) && id > 0 ? id : null;
 }
 
-function navigate(peerId) {
+function navigate(peerId, messageId = null) {
   history.pushState(null, "", peerId === null ? "/chat" : `/chat?user_id=${peerId}`);
-  show(peerId);
+  show(peerId, messageId);
 }
 
 function showPlaceholder(text) {
@@ -92,7 +93,8 @@ function showPlaceholder(text) {
   document.body.classList.remove("has-thread");
 }
 
-async function show(peerId) {
+/** Show the conversation with peerId (none: null), at messageId when given (a search result), else at its end. */
+async function show(peerId, messageId = null) {
   conversation?.close();
   conversation = null;
   showConnection({ state: "closed" });
@@ -122,9 +124,31 @@ async function show(peerId) {
     onUnauthorized: signInAgain,
   });
   paintPeer(peer);
-  $("message-input").focus();
-  await conversation.open();
+  if (messageId === null) $("message-input").focus();
+  await conversation.open(messageId);
 }
+
+// ---------------------------------------------------------------- search
+
+/** The other member of a direct room "dm-a-b". */
+const peerOfRoom = (room) => {
+  const [low, high] = room.slice(3).split("-").map(Number);
+  return low === me.id ? high : low;
+};
+
+new SearchBox({
+  ui: {
+    form: $("search"),
+    input: $("search-input"),
+    panel: $("search-panel"),
+    list: $("search-groups"),
+    status: $("search-status"),
+    more: $("search-more"),
+  },
+  roomTitle: (room) => `With ${people.get(peerOfRoom(room))?.username ?? "someone"}`,
+  onOpen: (message) => navigate(peerOfRoom(message.room), message.id),
+  onUnauthorized: signInAgain,
+});
 
 // ---------------------------------------------------------------- page-wide events
 

@@ -12,6 +12,7 @@ const TYPING_SEND_EVERY_MS = 2_500;
 const TYPING_SHOWN_MS = 5_000;
 const RETRY_BUSY_MS = 2_000;
 const STATUS_TEXT = { sending: "Sending…", sent: "Sent", seen: "Seen" };
+const FOUND_SHOWN_MS = 2_500;
 
 export const roomOf = (a, b) => `dm-${Math.min(a, b)}-${Math.max(a, b)}`;
 
@@ -65,16 +66,17 @@ export class Conversation {
     });
   }
 
-  async open() {
+  /** Show the latest messages, or those around messageId (a search result), then go live. */
+  async open(messageId = null) {
     this.ui.list.replaceChildren();
     this.ui.typing.textContent = "";
     this.ui.jump.hidden = true;
     this.ui.scroller.addEventListener("scroll", this.onScroll, { passive: true });
-    const loaded = await this.loadLatest();
+    const loaded = messageId === null ? await this.loadLatest() : await this.loadAround(messageId);
     if (!loaded || this.closed) return;
     for (const [clientId, content] of this.outbox) this.showPending(clientId, content);
-    this.scrollToBottom();
-    this.socket.start();
+    if (messageId === null || !this.showFound(messageId)) this.scrollToBottom();
+    this.socket.start(); // its ?after replays whatever is newer than the page shown
     this.markSeen();
     await this.fillViewport();
   }
@@ -107,6 +109,34 @@ export class Conversation {
     for (const message of result.data.messages) this.addConfirmed(message);
     this.hasMore = result.data.has_more;
     this.updateHistoryStatus();
+    return true;
+  }
+
+  /** The page that ends with messageId and the page just after it. */
+  async loadAround(messageId) {
+    this.setHistoryStatus("Loading messages…");
+    const [older, newer] = await Promise.all([
+      this.fetchPage({ before: messageId + 1 }),
+      this.fetchPage({ after: messageId }),
+    ]);
+    if (this.closed) return false;
+    if (!older.ok || !newer.ok) {
+      this.setHistoryStatus("The messages could not be loaded. Reload to try again.");
+      return false;
+    }
+    for (const message of [...older.data.messages, ...newer.data.messages]) this.addConfirmed(message);
+    this.hasMore = older.data.has_more;
+    this.updateHistoryStatus();
+    return true;
+  }
+
+  /** Scroll to a message and mark it for a moment; false if it is not shown. */
+  showFound(messageId) {
+    const item = this.elements.get(messageId);
+    if (!item) return false;
+    item.scrollIntoView({ block: "center" });
+    item.classList.add("found");
+    setTimeout(() => item.classList.remove("found"), FOUND_SHOWN_MS);
     return true;
   }
 
