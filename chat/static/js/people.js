@@ -1,37 +1,51 @@
-// The people list: everyone else, an online dot (kept live by presence frames and a periodic refresh) and an
-// unread badge (from /get-users; cleared as the open conversation's messages are seen).
+// The people list ("Direct messages"): everyone else, an online dot and unread / mention badges. The list comes
+// from /get-users; the activity stream (/ws/me) keeps dots and badges live, and polling takes over only while
+// that stream is down.
 import { getJSON } from "./api.js";
+import { applyActivity, paintLink, roomLink } from "./sidebar.js";
 
-const REFRESH_MS = 30_000;
+const POLL_MS = 30_000;
+
+export const roomOf = (a, b) => `dm-${Math.min(a, b)}-${Math.max(a, b)}`;
 
 export class PeopleList {
-  constructor({ list, empty, onChoose, onChange, onUnauthorized }) {
+  constructor({ me, list, empty, onChoose, onChange, onUnauthorized, isLive }) {
+    this.me = me;
     this.list = list;
     this.empty = empty;
     this.onChoose = onChoose;
     this.onChange = onChange;
     this.onUnauthorized = onUnauthorized;
-    this.people = new Map(); // id -> {user, item, link, dot, state, badge}
+    this.people = new Map(); // id -> {user, counts, item, link, dot, state, badge, mentionBadge}
+    this.rooms = new Map(); // "dm-1-2" -> the peer's id
+    this.online = new Set();
     this.currentId = null;
-    this.loaded = false;
+    this.refreshing = null;
+    setInterval(() => isLive() || this.refresh(), POLL_MS);
   }
 
-  /** Refresh from /get-users now and then every REFRESH_MS (presence of people in other rooms, new unread). */
-  start() {
-    setInterval(() => this.refresh(), REFRESH_MS);
-    return this.refresh();
-  }
-
-  async refresh() {
-    const result = await getJSON("/get-users");
-    if (result.status === 401) return this.onUnauthorized();
-    if (!result.ok) return;
-    this.render(result.data.users);
-    this.loaded = true;
+  /** The list from /get-users (everyone, their unread and mention counts, who is online). */
+  refresh() {
+    this.refreshing ??= (async () => {
+      const result = await getJSON("/get-users");
+      if (result.status === 401) return this.onUnauthorized();
+      if (result.ok) this.render(result.data.users);
+    })().finally(() => {
+      this.refreshing = null;
+    });
+    return this.refreshing;
   }
 
   get(id) {
     return this.people.get(id)?.user ?? null;
+  }
+
+  name(id) {
+    return this.get(id)?.username ?? null;
+  }
+
+  all() {
+    return [...this.people.values()].map((entry) => entry.user);
   }
 
   render(users) {
@@ -39,8 +53,9 @@ export class PeopleList {
     for (const user of users) {
       seen.add(user.id);
       const entry = this.people.get(user.id) ?? this.create(user);
-      if (user.id === this.currentId && document.visibilityState === "visible") user.unread = 0;
-      entry.user = user;
+      entry.user = { ...user, online: user.online };
+      entry.counts = { unread: user.unread, mentions: user.mentions ?? 0, lastMessageId: entry.counts.lastMessageId };
+      if (this.isSeen(user.id)) entry.counts = { ...entry.counts, unread: 0, mentions: 0 };
       this.list.append(entry.item); // re-appending keeps the server's order (by username)
       this.paint(entry);
     }
@@ -48,48 +63,35 @@ export class PeopleList {
       if (!seen.has(id)) {
         entry.item.remove();
         this.people.delete(id);
+        this.rooms.delete(roomOf(this.me.id, id));
       }
     }
     this.empty.hidden = this.people.size > 0;
   }
 
   create(user) {
-    const item = document.createElement("li");
-    const link = document.createElement("a");
-    link.className = "person";
-    link.href = `/chat?user_id=${user.id}`;
-    link.dataset.userId = String(user.id);
-    const dot = document.createElement("span");
-    dot.className = "presence-dot";
-    dot.setAttribute("aria-hidden", "true");
-    const name = document.createElement("span");
-    name.className = "person-name";
-    name.textContent = user.username;
-    const state = document.createElement("span");
-    state.className = "visually-hidden";
-    const badge = document.createElement("span");
-    badge.className = "badge";
-    link.append(dot, name, state, badge);
-    item.append(link);
-    link.addEventListener("click", (event) => {
-      if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
-      event.preventDefault(); // same page, no reload: just open the conversation
-      this.onChoose(user.id);
+    const entry = roomLink({
+      href: `/chat?user_id=${user.id}`,
+      name: user.username,
+      withDot: true,
+      onChoose: () => this.onChoose(user.id),
     });
-    const entry = { user, item, link, dot, state, badge };
+    entry.link.dataset.userId = String(user.id);
+    entry.user = user;
+    entry.counts = { unread: 0, mentions: 0, lastMessageId: 0 };
     this.people.set(user.id, entry);
+    this.rooms.set(roomOf(this.me.id, user.id), user.id);
     return entry;
   }
 
-  paint({ user, link, dot, state, badge }) {
-    dot.classList.toggle("online", user.online);
-    state.textContent = user.online ? ", online" : ", offline";
-    badge.hidden = user.unread === 0;
-    badge.textContent = user.unread > 99 ? "99+" : String(user.unread);
-    badge.title = `${user.unread} unread`;
-    link.classList.toggle("has-unread", user.unread > 0);
-    if (user.id === this.currentId) link.setAttribute("aria-current", "page");
-    else link.removeAttribute("aria-current");
+  /** The conversation with this person is on screen, so whatever arrives there is read at once. */
+  isSeen(id) {
+    return id === this.currentId && document.visibilityState === "visible";
+  }
+
+  paint(entry) {
+    const { user, counts } = entry;
+    paintLink(entry, { ...counts, online: user.online, current: user.id === this.currentId });
     this.onChange(user);
   }
 
@@ -100,17 +102,69 @@ export class PeopleList {
     this.paint(entry);
   }
 
+  /** A presence frame; someone not in the list yet has just signed up: fetch the list again. */
   setOnline(id, online) {
+    if (id === this.me.id) return;
+    if (!this.people.has(id)) {
+      this.refresh();
+      return;
+    }
     this.update(id, { online });
   }
 
+  /** A snapshot's list of who is online: the truth for everyone in the list. */
+  setOnlineSet(ids) {
+    const online = new Set(ids);
+    for (const [id, entry] of this.people) {
+      entry.user.online = online.has(id);
+      this.paint(entry);
+    }
+  }
+
+  setCounts(id, counts) {
+    const entry = this.people.get(id);
+    if (!entry) return;
+    entry.counts = { ...entry.counts, ...counts };
+    this.paint(entry);
+  }
+
   setUnread(id, unread) {
-    this.update(id, { unread });
+    const entry = this.people.get(id);
+    if (entry) this.setCounts(id, { unread, mentions: Math.min(entry.counts.mentions, unread) });
   }
 
   addUnread(id) {
-    const user = this.get(id);
-    if (user) this.setUnread(id, user.unread + 1);
+    const entry = this.people.get(id);
+    if (entry) this.setUnread(id, entry.counts.unread + 1);
+  }
+
+  /** An activity frame of a direct conversation: {fresh (a new message), name}, or null when not one of mine. */
+  activity(frame) {
+    const id = this.rooms.get(frame.room);
+    if (id === undefined) return null;
+    const entry = this.people.get(id);
+    const fresh = frame.last_message_id > entry.counts.lastMessageId;
+    entry.counts = applyActivity(entry.counts, frame);
+    if (this.isSeen(id)) entry.counts = { ...entry.counts, unread: 0, mentions: 0 };
+    this.paint(entry);
+    return { fresh, name: entry.user.username };
+  }
+
+  /** A snapshot's room: unread from the server, mentions kept within it. */
+  snapshot(room) {
+    const id = this.rooms.get(room.room);
+    if (id === undefined) return false;
+    const entry = this.people.get(id);
+    const unread = this.isSeen(id) ? 0 : room.unread;
+    entry.counts = { unread, mentions: Math.min(entry.counts.mentions, unread), lastMessageId: room.last_message_id };
+    this.paint(entry);
+    return true;
+  }
+
+  totalUnread() {
+    let total = 0;
+    for (const entry of this.people.values()) total += entry.counts.unread;
+    return total;
   }
 
   setCurrent(id) {

@@ -1,0 +1,68 @@
+// What the channel list and the people list share: a link per room in the sidebar, with its unread and
+// mention badges, and the counts of a room as activity frames move them.
+
+/** A sidebar link: [dot] name [unread badge] [mention badge]; a plain link that also works without this script. */
+export function roomLink({ href, name, withDot, onChoose }) {
+  const item = document.createElement("li");
+  const link = document.createElement("a");
+  link.className = "person";
+  link.href = href;
+  const dot = document.createElement("span");
+  dot.className = withDot ? "presence-dot" : "channel-mark";
+  dot.setAttribute("aria-hidden", "true");
+  if (!withDot) dot.textContent = "#";
+  const label = document.createElement("span");
+  label.className = "person-name";
+  label.textContent = name;
+  const state = document.createElement("span"); // what the badges and the dot say, for screen readers
+  state.className = "visually-hidden";
+  const badge = document.createElement("span");
+  badge.className = "badge";
+  badge.setAttribute("aria-hidden", "true");
+  const mentionBadge = document.createElement("span");
+  mentionBadge.className = "mention-badge";
+  mentionBadge.setAttribute("aria-hidden", "true");
+  link.append(dot, label, state, badge, mentionBadge);
+  item.append(link);
+  link.addEventListener("click", (event) => {
+    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+    event.preventDefault(); // same page, no reload: just open the room
+    onChoose();
+  });
+  return { item, link, dot, label, state, badge, mentionBadge };
+}
+
+const shortCount = (n) => (n > 99 ? "99+" : String(n));
+
+/** Paint a link's badges and state: counts = {unread, mentions}, online = true | false | null (no dot). */
+export function paintLink(entry, { unread, mentions, online = null, current }) {
+  const { link, dot, state, badge, mentionBadge } = entry;
+  const words = [];
+  if (online !== null) {
+    dot.classList.toggle("online", online);
+    words.push(online ? "online" : "offline");
+  }
+  if (unread > 0) words.push(`${unread} unread`);
+  if (mentions > 0) words.push(`${mentions} ${mentions === 1 ? "mention" : "mentions"}`);
+  state.textContent = words.length ? `, ${words.join(", ")}` : "";
+  badge.hidden = unread === 0;
+  badge.textContent = shortCount(unread);
+  badge.title = `${unread} unread`;
+  mentionBadge.hidden = mentions === 0;
+  mentionBadge.textContent = `@${shortCount(mentions)}`;
+  mentionBadge.title = `${mentions} unread ${mentions === 1 ? "mention" : "mentions"} of you`;
+  link.classList.toggle("has-unread", unread > 0);
+  if (current) link.setAttribute("aria-current", "page");
+  else link.removeAttribute("aria-current");
+}
+
+/**
+ * A room's counts moved by an activity frame {unread, mention}: the unread count is the server's; the number of
+ * unread mentions grows with a new message that mentions me and can never exceed the unread count.
+ */
+export function applyActivity(counts, { unread, mention, last_message_id: lastId }) {
+  const newMessage = lastId > (counts.lastMessageId ?? 0);
+  let mentions = counts.mentions ?? 0;
+  if (newMessage && mention) mentions += 1;
+  return { unread, mentions: Math.min(mentions, unread), lastMessageId: Math.max(lastId, counts.lastMessageId ?? 0) };
+}
