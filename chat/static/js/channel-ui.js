@@ -233,7 +233,7 @@ export class MembersPanel {
     this.panel.hidden = !open || this.details === null;
     this.toggle.setAttribute("aria-expanded", String(!this.panel.hidden));
     document.body.classList.toggle("has-panel", !this.panel.hidden);
-    if (!this.panel.hidden) (this.isOwner ? $("settings-name") : $("member-list-heading")).focus?.();
+    if (!this.panel.hidden) (this.isOwner && !this.details.archived ? $("settings-name") : $("members-close")).focus();
   }
 
   /** No channel open (a direct conversation or none). */

@@ -59,7 +59,7 @@ export class ChannelList {
       this.channels.set(channel.room, entry);
       this.list.append(entry.item);
     }
-    const renamed = entry.channel && entry.channel.name !== channel.name;
+    const renamed = entry.channel?.name !== channel.name; // or new: its place in the order is found
     entry.channel = { ...entry.channel, ...channel };
     entry.label.textContent = entry.channel.name;
     if (counts) entry.counts = { ...entry.counts, ...counts };

@@ -228,9 +228,14 @@ function showThread(title) {
   $("peer-name").textContent = title;
 }
 
-/** The header, the sidebar entry and the composer of the open channel, as the server last told. */
+/** A channel as GET /rooms/<room> tells it to me (with my role): its sidebar entry and, when open, its header. */
 function showChannel(channel) {
   if (channel.role) channels.put(channel);
+  paintChannelHeader(channel);
+}
+
+/** The header and the composer of the open channel (also from a room frame, which says nothing of my role). */
+function paintChannelHeader(channel) {
   if (current?.room !== channel.room) return;
   current.title = `#${channel.name}`;
   $("peer-name").textContent = channel.name;
@@ -330,8 +335,8 @@ async function openConversation(target, sidebar) {
       },
       removed: removedFromCurrent,
       room: (channel) => {
-        showChannel(channel);
-        panel.reload();
+        paintChannelHeader(channel);
+        panel.reload(); // and so the sidebar entry, with my own role and counts
       },
       member: () => panel.reload(),
       liveCounts: () => activity.isOpen,

@@ -35,8 +35,10 @@ export function withMentions(text, names) {
   let from = 0;
   for (const match of text.matchAll(pattern)) {
     const at = match.index + match[1].length;
-    const name = match[2].replace(/[.-]+$/, ""); // a sentence's full stop is not part of the name
-    if (!names.has(name.toLowerCase())) continue;
+    // the longest mentioned name the word starts with ("@bob." is bob at the end of a sentence)
+    let name = match[2];
+    while (name && !names.has(name.toLowerCase())) name = name.slice(0, -1);
+    if (!name || /^[\p{L}\p{N}_]/u.test(match[2].slice(name.length))) continue;
     parts.push(document.createTextNode(text.slice(from, at)));
     const mark = document.createElement("mark");
     mark.className = "mention";
@@ -50,10 +52,11 @@ export function withMentions(text, names) {
 
 export class Conversation {
   /**
-   * @param target {room, channel: bool, title, peer (a direct conversation's other person)}
+   * @param target {room, title, peer (a direct conversation's other person; none in a channel)}
    * @param names (user id) => username or null
    * @param sidebar {setUnread(n), addUnread()} for this room's sidebar entry
-   * @param on {connection(state), unauthorized(), presence(id, online), removed(), room(channel), member(frame)}
+   * @param on {connection(state), unauthorized(), presence(id, online), removed() (closed with 4403),
+   *   room(channel), member(frame), liveCounts() (true while the activity stream counts unread for the sidebar)}
    */
   constructor({ me, target, names, sidebar, ui, composer, on }) {
     this.me = me;
