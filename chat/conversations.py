@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,33 +20,55 @@ from tortoise.transactions import in_transaction
 from .broker import Broker, Event
 from .db import param, param_prefix
 from .errors import APIError
-from .models import MESSAGE_FIELDS, Message, MessageJSON, ReadMarker, User, message_json, utcnow
-from .rooms import Room, direct_room_name_sql
+from .models import MESSAGE_FIELDS, Message, MessageJSON, ReadMarker, mention_text, message_json, utcnow
+from .rooms import Room, admission, direct_room_name_sql, require_user, user_not_found
 from .state import state
+
+__all__ = ["require_user", "user_not_found"]  # re-exported: the domain's callers know them from here
+
+# @username at a word boundary: what may come before "@" is no character of a username
+MENTION_RE = re.compile(r"(?<![A-Za-z0-9._-])@([A-Za-z0-9._-]{3,80})")
+MAX_MENTIONS = 50  # names looked up per message
 
 log = logging.getLogger(__name__)
 
 
-def user_not_found() -> APIError:
-    return APIError(404, "user_not_found", "No such user.")
-
-
-async def require_user(user_id: int) -> None:
-    """404 unless the user exists. Ids seen to exist are remembered: the API never deletes a user (and where one
-    is deleted by hand, the foreign keys still refuse to store a message for it)."""
-    known = state().known_users
-    if user_id in known:
-        return
-    if not await User.exists(id=user_id):
-        raise user_not_found()
-    known.add(user_id)
+def inbox_channel(user_id: int) -> str:
+    """The broker channel of what concerns one user wherever they are (their activity stream, GET /ws/me): their
+    direct messages, their read markers moving, the rooms they join and leave."""
+    return f"inbox:{user_id}"
 
 
 async def publish(room: Room, frame: dict) -> None:
     await state().broker.publish(Event.build(room.channel, frame))
 
 
+async def publish_to_user(user_id: int, frame: dict) -> None:
+    await state().broker.publish(Event.build(inbox_channel(user_id), frame))
+
+
 async def send_message(sender_id: int, receiver_id: int, content: str, client_id: str | None) -> tuple[dict, bool]:
+    """Send a direct message to receiver_id (POST /send-message with receiver_id)."""
+    await _check_send_rate(sender_id, client_id)
+    await require_user(receiver_id)
+    return await _send(sender_id, Room.direct(sender_id, receiver_id), content, client_id)
+
+
+async def send_to_room(sender_id: int, name: str, content: str, client_id: str | None) -> tuple[dict, bool]:
+    """Send a message to the room named `name` (POST /send-message with room, a websocket's message frame):
+    403 / 404 as rooms.admission says, 409 room_archived for an archived channel."""
+    await _check_send_rate(sender_id, client_id)
+    admitted = await admission(sender_id, name)
+    if admitted.archived:
+        raise room_archived()
+    return await _send(sender_id, admitted.room, content, client_id)
+
+
+def room_archived() -> APIError:
+    return APIError(409, "room_archived", "This channel is archived: it is read-only.")
+
+
+async def _send(sender_id: int, room: Room, content: str, client_id: str | None) -> tuple[dict, bool]:
     """Store a message once per (sender, client_id), then deliver it to the room.
 
     Returns (message, created). A repeated client_id returns the message stored the first time and
@@ -55,9 +78,8 @@ async def send_message(sender_id: int, receiver_id: int, content: str, client_id
     writer = app_state.message_writer
     if writer is None:
         writer = app_state.message_writer = MessageWriter(app_state.broker, app_state.settings.is_postgres)
-    await _check_send_rate(sender_id, client_id)
-    await require_user(receiver_id)
-    stored = await writer.store(sender_id, receiver_id, content, client_id)
+    mentions = await mentioned_members(room, content)
+    stored = await writer.store(sender_id, room, content, client_id, mentions)
     if stored is not None:
         return stored, True
     # not inserted: this client_id is stored already (by an earlier send, or a concurrent one in the same batch)
@@ -85,25 +107,62 @@ async def _check_send_rate(sender_id: int, client_id: str | None) -> None:
     await app_state.throttle.hit(key, settings.send_window_seconds)
 
 
+async def mentioned_members(room: Room, content: str) -> list[int]:
+    """The ids of the room's members that the content names with @username (any case), in id order."""
+    keys: set[str] = set()
+    for match in MENTION_RE.finditer(content):
+        name = match[1].lower()
+        keys.update((name, name.rstrip("._-")))  # "@bob." at the end of a sentence names bob
+        if len(keys) >= MAX_MENTIONS:
+            break
+    keys.discard("")
+    if not keys:
+        return []
+    markers = ", ".join(param(number) for number in range(2, len(keys) + 2))
+    if room.is_channel:
+        sql = (
+            "SELECT u.id FROM users u JOIN memberships m ON m.user_id = u.id"  # noqa: S608 - markers only
+            f" WHERE m.channel_id = {param(1)} AND u.username_key IN ({markers}) ORDER BY u.id"
+        )
+        values: list = [room.channel_id, *keys]
+    else:
+        low, high = room.members
+        sql = (
+            f"SELECT id FROM users WHERE id IN ({param(1)}, {param(len(keys) + 2)})"  # noqa: S608 - markers only
+            f" AND username_key IN ({markers}) ORDER BY id"
+        )
+        values = [low, *keys, high]
+    _, rows = await get_connection("default").execute_query(sql, values)
+    return [row[0] for row in rows]
+
+
 MAX_BATCH = 200  # rows in one INSERT: 6 parameters each, far below either database's limit on parameters
 
 
 @dataclass(slots=True)
 class _Pending:
     sender_id: int
-    receiver_id: int
+    room: Room
     content: str
     client_id: str | None
+    mentions: list[int]
     timestamp: datetime
     stored: asyncio.Future  # the message dict, or None when (sender_id, client_id) was stored already
 
     @property
-    def room(self) -> Room:
-        return Room.direct(self.sender_id, self.receiver_id)
+    def receiver_id(self) -> int | None:
+        return None if self.room.is_channel else self.room.other_member(self.sender_id)
 
     def payload(self, message_id: int) -> MessageJSON:
         return message_json(
-            message_id, self.sender_id, self.receiver_id, self.room.name, self.content, self.timestamp, self.client_id
+            message_id,
+            self.sender_id,
+            self.receiver_id,
+            self.room.name,
+            self.content,
+            self.timestamp,
+            self.client_id,
+            self.mentions,
         )
 
     def settle(self, result: dict | None = None, error: BaseException | None = None) -> None:
@@ -131,11 +190,12 @@ class MessageWriter:
         self._queue: list[_Pending] = []
         self._task: asyncio.Task | None = None
 
-    async def store(self, sender_id: int, receiver_id: int, content: str, client_id: str | None) -> dict | None:
+    async def store(
+        self, sender_id: int, room: Room, content: str, client_id: str | None, mentions: list[int]
+    ) -> dict | None:
         """The stored message, or None if this sender's client_id is stored already."""
-        pending = _Pending(
-            sender_id, receiver_id, content, client_id, utcnow(), asyncio.get_running_loop().create_future()
-        )
+        future = asyncio.get_running_loop().create_future()
+        pending = _Pending(sender_id, room, content, client_id, mentions, utcnow(), future)
         self._queue.append(pending)
         if self._task is None:
             self._task = asyncio.create_task(self._drain(), name="message-writer")
@@ -177,37 +237,43 @@ class MessageWriter:
             message = pending.payload(message_id)
             frame = {"type": "message", "message": message}
             try:
-                await self._broker.publish(Event.build(pending.room.channel, frame))
+                for channel in _delivery_channels(pending):
+                    await self._broker.publish(Event.build(channel, frame))
             except Exception:  # stored all the same: sockets replay it from the database when they resume
                 log.exception("publishing message %s failed", message_id)
             pending.settle(message)
 
     async def _insert(self, batch: list[_Pending]) -> list[int | None]:
-        """INSERT the batch in one statement; the new id of each row, None where its client_id already existed."""
-        columns = ("sender_id", "receiver_id", "room", "content", "timestamp", "client_id")
+        """INSERT the batch in one statement; the new id of each row, None where its client_id already existed.
+        The mentions of the batch go in with it, in the same transaction."""
+        columns = ("sender_id", "receiver_id", "room", "content", "timestamp", "client_id", "mentions")
         values, rows = [], []
         mark = "$" if self._is_postgres else "?"
         for number, pending in enumerate(batch):
             first = number * len(columns) + 1
             rows.append("(" + ", ".join(f"{mark}{first + i}" for i in range(len(columns))) + ")")
             values += [pending.sender_id, pending.receiver_id, pending.room.name, pending.content]
-            values += [pending.timestamp, pending.client_id]
+            values += [pending.timestamp, pending.client_id, mention_text(pending.mentions)]
         sql = (
             f"INSERT INTO messages ({', '.join(columns)}) VALUES {', '.join(rows)}"  # noqa: S608 - markers only
             " ON CONFLICT DO NOTHING RETURNING id, sender_id, client_id"
         )
-        if not self._is_postgres:
+        mentioning = any(pending.mentions for pending in batch)
+        if not self._is_postgres and not mentioning:
             # SQLite has one writer at a time: the ids of a statement are committed in order
             returned = await get_connection("default").execute_query_dict(sql, values)
-        else:
-            # PostgreSQL hands out ids to concurrent transactions that may commit in another order: a socket
-            # that saw 11 could miss 10, still uncommitted. Advisory locks on the batch's rooms (in one order,
-            # so that two writers cannot deadlock) make allocation and commit one step per room.
-            async with in_transaction() as connection:
+            return _match_returned(batch, returned)
+        async with in_transaction() as connection:
+            if self._is_postgres:
+                # PostgreSQL hands out ids to concurrent transactions that may commit in another order: a socket
+                # that saw 11 could miss 10, still uncommitted. Advisory locks on the batch's rooms (in one order,
+                # so that two writers cannot deadlock) make allocation and commit one step per room.
                 for key in sorted({_room_lock_key(pending.room) for pending in batch}):
                     await connection.execute_query("SELECT pg_advisory_xact_lock($1)", [key])
-                returned = await connection.execute_query_dict(sql, values)
-        return _match_returned(batch, returned)
+            returned = await connection.execute_query_dict(sql, values)
+            ids = _match_returned(batch, returned)
+            await _insert_mentions(connection, mark, batch, ids)
+        return ids
 
 
 def _match_returned(batch: list[_Pending], returned: list[dict]) -> list[int | None]:
@@ -225,6 +291,29 @@ def _match_returned(batch: list[_Pending], returned: list[dict]) -> list[int | N
     return ids
 
 
+async def _insert_mentions(connection, mark: str, batch: list[_Pending], ids: list[int | None]) -> None:
+    rows = [
+        (user_id, message_id, pending.room.name)
+        for pending, message_id in zip(batch, ids, strict=True)
+        if message_id is not None
+        for user_id in pending.mentions
+    ]
+    for start in range(0, len(rows), MAX_BATCH):
+        chunk = rows[start : start + MAX_BATCH]
+        markers = ", ".join(f"({mark}{3 * n + 1}, {mark}{3 * n + 2}, {mark}{3 * n + 3})" for n in range(len(chunk)))
+        values = [value for row in chunk for value in row]
+        await connection.execute_query(f"INSERT INTO mentions (user_id, message_id, room) VALUES {markers}", values)  # noqa: S608
+
+
+def _delivery_channels(pending: _Pending) -> tuple[str, ...]:
+    """Where a new message is published: its room, and for a direct message the inboxes of both people (their
+    activity streams hear of a conversation that is new to them). A channel's message is published once: the
+    activity streams of its members listen to the room itself."""
+    if pending.room.is_channel:
+        return (pending.room.channel,)
+    return (pending.room.channel, *(inbox_channel(user_id) for user_id in set(pending.room.members)))
+
+
 def _room_lock_key(room: Room) -> int:
     return int.from_bytes(hashlib.blake2b(room.name.encode(), digest_size=8).digest(), "big", signed=True)
 
@@ -237,7 +326,13 @@ async def history(
     Every shape is a range scan of the (room, id) index, so page cost does not grow with the conversation.
     """
     await require_user(other)
-    room = Room.direct(me, other)
+    return await room_history(Room.direct(me, other), before=before, after=after, limit=limit)
+
+
+async def room_history(
+    room: Room, *, before: int | None = None, after: int | None = None, limit: int = 50
+) -> tuple[list[dict], bool]:
+    """A page of a room the caller was admitted to (rooms.admit), as `history` describes."""
     if after is not None:
         rows = await _page(room, after=after, limit=limit + 1)
         return rows[:limit], len(rows) > limit
@@ -295,11 +390,18 @@ async def mark_read(me: int, other: int, up_to: int) -> int:
     Returns the marker after the move; a `read` frame goes to the room when it moved.
     """
     await require_user(other)
-    room = Room.direct(me, other)
+    return await mark_room_read(me, Room.direct(me, other), up_to)
+
+
+async def mark_room_read(me: int, room: Room, up_to: int) -> int:
+    """Move my read marker in a room I was admitted to (rooms.admit), as `mark_read` describes; my activity
+    streams hear of it too (a read on one device clears the badge on the others)."""
     up_to = min(up_to, await newest_id(room))
     moved = await _advance_marker(me, room.name, up_to)
     if moved:
-        await publish(room, {"type": "read", "user_id": me, "up_to": up_to})
+        frame = {"type": "read", "user_id": me, "up_to": up_to}
+        await publish(room, frame)
+        await publish_to_user(me, {**frame, "room": room.name})
         return up_to
     marker = await ReadMarker.get_or_none(user_id=me, room=room.name).values_list("up_to", flat=True)
     return marker or 0
@@ -319,24 +421,33 @@ async def _advance_marker(user_id: int, room: str, up_to: int) -> bool:
 
 
 async def users_with_unread(me: int) -> list[dict]:
-    """Everyone but me, by username, each with the count of their messages to me after my read marker.
+    """Everyone but me, by username, each with the count of their messages to me after my read marker, and of
+    those that mention me.
 
-    One query whatever the number of users; each count is a range scan of the (room, id) index that
-    starts at my marker, so its cost follows the unread messages, not the length of the conversation.
+    One query whatever the number of users; each count is a range scan of an index ((room, id) for messages,
+    (user, room, message) for mentions) that starts at my marker, so its cost follows the unread messages, not
+    the length of the conversation.
     """
     me_ = param(1)
     room = direct_room_name_sql("u.id", me_)
+    marker = f"COALESCE((SELECT r.up_to FROM read_markers r WHERE r.user_id = {me_} AND r.room = {room}), 0)"  # noqa: S608
     sql = f"""
         SELECT u.id AS id, u.username AS username,
           (SELECT COUNT(*) FROM messages m
-            WHERE m.room = {room} AND m.sender_id = u.id
-              AND m.id > COALESCE((SELECT r.up_to FROM read_markers r
-                                    WHERE r.user_id = {me_} AND r.room = {room}), 0)) AS unread
+            WHERE m.room = {room} AND m.sender_id = u.id AND m.id > {marker}) AS unread,
+          (SELECT COUNT(*) FROM mentions n
+            WHERE n.user_id = {me_} AND n.room = {room} AND n.message_id > {marker}) AS mentions
         FROM users u WHERE u.id <> {me_} ORDER BY u.username_key, u.id
     """  # noqa: S608 - only parameter markers are interpolated
     rows = await get_connection("default").execute_query_dict(sql, [me])
     online = await state().presence.online([row["id"] for row in rows])
     return [
-        {"id": row["id"], "username": row["username"], "online": row["id"] in online, "unread": int(row["unread"])}
+        {
+            "id": row["id"],
+            "username": row["username"],
+            "online": row["id"] in online,
+            "unread": int(row["unread"]),
+            "mentions": int(row["mentions"]),
+        }
         for row in rows
     ]

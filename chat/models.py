@@ -20,11 +20,12 @@ class MessageJSON(TypedDict):
 
     id: int
     sender_id: int
-    receiver_id: int
+    receiver_id: int | None  # None in a channel
     room: str
     content: str
     timestamp: str  # ISO 8601, UTC
     client_id: str | None
+    mentions: list[int]  # the room's members that the content names with @username
 
 
 # also the columns of the messages table that hold them, in message_json's order (history passes rows by position)
@@ -34,11 +35,12 @@ MESSAGE_FIELDS = tuple(MessageJSON.__annotations__)
 def message_json(
     id: int,  # noqa: A002 - the field's name
     sender_id: int,
-    receiver_id: int,
+    receiver_id: int | None,
     room: str,
     content: str,
     timestamp: datetime | str,
     client_id: str | None,
+    mentions: str | list[int] = "",
 ) -> MessageJSON:
     """The one place a message's JSON is built: from a model, from a row the writer inserted, from a SELECT."""
     return {
@@ -49,7 +51,19 @@ def message_json(
         "content": content,
         "timestamp": iso_utc(timestamp),
         "client_id": client_id,
+        "mentions": mention_ids(mentions),
     }
+
+
+def mention_ids(value: str | list[int]) -> list[int]:
+    """The mentioned ids, as the messages table keeps them (a comma-separated text, "" for none) or as a list."""
+    if isinstance(value, list):
+        return value
+    return [int(part) for part in value.split(",")] if value else []
+
+
+def mention_text(ids: list[int]) -> str:
+    return ",".join(str(user_id) for user_id in ids)
 
 
 def iso_utc(value: datetime | str) -> str:
@@ -103,27 +117,41 @@ class Message(Model):
     sender: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="sent_messages", on_delete=fields.CASCADE, db_index=False
     )
-    receiver: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
-        "models.User", related_name="received_messages", on_delete=fields.CASCADE
+    # NULL in a channel: its members change, the message stays
+    receiver: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="received_messages", on_delete=fields.CASCADE, null=True
     )
     room = fields.CharField(max_length=100)  # rooms.Room.name
     content = fields.TextField()
     timestamp = fields.DatetimeField(default=utcnow)
     client_id = fields.CharField(max_length=64, null=True)
+    # the mentioned user ids, comma-separated: a history page reads them with the row (the mentions table counts)
+    mentions = fields.TextField(default="", db_default="")
 
     sender_id: int
-    receiver_id: int
+    receiver_id: int | None
 
     class Meta:
         table = "messages"
-        # history is always read per room by id: this index serves newest / before / after pages
-        indexes = (Index(fields=("room", "id"), name="ix_messages_room_id"),)
+        # history is always read per room by id: this index serves newest / before / after pages; the second
+        # finds a user's direct rooms (rooms.rooms_of), as the client_id key does for what they sent
+        indexes = (
+            Index(fields=("room", "id"), name="ix_messages_room_id"),
+            Index(fields=("receiver_id", "room"), name="ix_messages_receiver_room"),
+        )
         # the sender's idempotency key (NULLs never collide)
         unique_together = (("sender", "client_id"),)
 
     def public(self) -> MessageJSON:
         return message_json(
-            self.id, self.sender_id, self.receiver_id, self.room, self.content, self.timestamp, self.client_id
+            self.id,
+            self.sender_id,
+            self.receiver_id,
+            self.room,
+            self.content,
+            self.timestamp,
+            self.client_id,
+            self.mentions,
         )
 
 
@@ -141,3 +169,67 @@ class ReadMarker(Model):
     class Meta:
         table = "read_markers"
         unique_together = (("user", "room"),)
+
+
+class Channel(Model):
+    """A named room of any number of members: rooms.Room named ch-{id}."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=80)
+    # lower-cased name: the unique key that makes "General" and "general" the same channel
+    name_key = fields.CharField(max_length=80, unique=True)
+    topic = fields.CharField(max_length=250, default="")
+    private = fields.BooleanField(default=False)
+    archived = fields.BooleanField(default=False)
+    created_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="created_channels", on_delete=fields.SET_NULL, null=True, db_index=False
+    )
+    created_at = fields.DatetimeField(default=utcnow)
+
+    created_by_id: int | None
+
+    class Meta:
+        table = "channels"
+
+
+class Membership(Model):
+    """A user in a channel, as its owner or a member."""
+
+    id = fields.IntField(primary_key=True)
+    channel: fields.ForeignKeyRelation[Channel] = fields.ForeignKeyField(
+        "models.Channel", related_name="memberships", on_delete=fields.CASCADE, db_index=False
+    )
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="memberships", on_delete=fields.CASCADE
+    )
+    role = fields.CharField(max_length=10, default="member")  # "owner" or "member"
+    joined_at = fields.DatetimeField(default=utcnow)
+
+    channel_id: int
+    user_id: int
+
+    class Meta:
+        table = "memberships"
+        unique_together = (("channel", "user"),)  # its index also lists a channel's members
+        # the channels of one user (every GET /rooms, every /ws/me)
+        indexes = (Index(fields=("user_id", "channel_id"), name="ix_memberships_user_channel"),)
+
+
+class Mention(Model):
+    """A user named in a message: counting a room's unread mentions is a range of (user, room, message)."""
+
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="mentions", on_delete=fields.CASCADE, db_index=False
+    )
+    message: fields.ForeignKeyRelation[Message] = fields.ForeignKeyField(
+        "models.Message", related_name="mention_rows", on_delete=fields.CASCADE
+    )
+    room = fields.CharField(max_length=100)
+
+    class Meta:
+        table = "mentions"
+        indexes = (
+            Index(fields=("user_id", "room", "message_id"), name="ix_mentions_user_room_message"),
+            Index(fields=("message_id",), name="ix_mentions_message"),  # deleting a message deletes its mentions
+        )

@@ -4,7 +4,7 @@ quart-schema leaves out five things that this API has: that bodies and some quer
 has no body, the Retry-After header of 429 and 503 answers, and how operations connect (OpenAPI links:
 the account that /register creates is the one /login signs in and /send-message writes to). It also
 cannot say that two query parameters exclude each other, so those are described as one object
-parameter, which has the same form on the wire (`?before=ID` or `?after=ID`).
+parameter, which has the same form on the wire (`?before=ID` or `?after=ID`; `?user_id=N` or `?room=NAME`).
 """
 
 from __future__ import annotations
@@ -52,11 +52,12 @@ RETRY_AFTER = {
     }
 }
 
-_NEWER = {"user_id": "$response.body#/receiver_id", "cursor": {"after": "$response.body#/id"}}
-_OLDER = {"user_id": "$response.body#/receiver_id", "cursor": {"before": "$response.body#/id"}}
-_READ = {"user_id": "$response.body#/receiver_id", "up_to": "$response.body#/id"}
+_ROOM = {"room": "$response.body#/room"}
+_NEWER = {"conversation": _ROOM, "cursor": {"after": "$response.body#/id"}}
+_OLDER = {"conversation": _ROOM, "cursor": {"before": "$response.body#/id"}}
+_READ = {"room": "$response.body#/room", "up_to": "$response.body#/id"}
 _SENT_LINKS = {
-    "Conversation": {"operationId": "get_get_messages", "parameters": {"user_id": "$response.body#/receiver_id"}},
+    "Conversation": {"operationId": "get_get_messages", "parameters": {"conversation": _ROOM}},
     "NewerMessages": {"operationId": "get_get_messages", "parameters": _NEWER},
     "OlderMessages": {"operationId": "get_get_messages", "parameters": _OLDER},
     "MarkRead": {"operationId": "post_mark_read", "requestBody": _READ},
@@ -73,7 +74,10 @@ LINKS: dict[tuple[str, str], dict[str, Any]] = {
             "operationId": "post_send_message",
             "requestBody": {"receiver_id": "$response.body#/id", "content": "hello"},
         },
-        "ReadConversation": {"operationId": "get_get_messages", "parameters": {"user_id": "$response.body#/id"}},
+        "ReadConversation": {
+            "operationId": "get_get_messages",
+            "parameters": {"conversation": {"user_id": "$response.body#/id"}},
+        },
     },
     ("post_send_message", "201"): _SENT_LINKS,
     ("post_send_message", "200"): _SENT_LINKS,
@@ -111,9 +115,7 @@ class ChatOpenAPIProvider(OpenAPIProvider):
             field = model.model_fields.get(parameter["name"])
             if field is not None and field.is_required():
                 parameter["required"] = True  # pydantic lists required fields on the model, not the property
-        exclusive = getattr(model, "exclusive_parameters", None)
-        if exclusive:
-            name, members = exclusive
+        for name, members, required in getattr(model, "exclusive_parameters", ()):
             grouped = [p for p in parameters if p["name"] in members]
             properties = {p["name"]: _without_null(p["schema"]) for p in grouped}
             parameters = [p for p in parameters if p["name"] not in members]
@@ -123,11 +125,13 @@ class ChatOpenAPIProvider(OpenAPIProvider):
                     "in": "query",
                     "style": "form",
                     "explode": True,  # each member is its own query parameter: ?before=ID or ?after=ID
-                    "description": f"At most one of {', '.join(members)}.",
+                    "description": f"{'Exactly' if required else 'At most'} one of {', '.join(members)}.",
+                    "required": required,
                     "schema": {
                         "type": "object",
                         "properties": properties,
                         "additionalProperties": False,
+                        "minProperties": int(required),
                         "maxProperties": 1,
                     },
                 }

@@ -7,7 +7,7 @@ column should hold; outputs describe what the handlers return, for /openapi.json
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar, get_type_hints
+from typing import Annotated, ClassVar, Literal, get_type_hints
 
 from pydantic import (
     AfterValidator,
@@ -16,9 +16,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     create_model,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .models import MessageJSON
 
@@ -64,6 +66,24 @@ def valid_username(value: str) -> str:
     if not USERNAME_RE.fullmatch(value):
         raise ValueError("must be 3 to 80 letters, digits, '.', '_' or '-'")
     return value
+
+
+def exactly_one(model: BaseModel, first: str, second: str) -> None:
+    """Refuse a model with both or neither of two fields, naming the first as the field at fault."""
+    if (getattr(model, first) is None) == (getattr(model, second) is None):
+        error = PydanticCustomError("exactly_one", f"give exactly one of {first} and {second}")
+        details = InitErrorDetails(type=error, loc=(first,), input=getattr(model, first))
+        raise ValidationError.from_exception_data(type(model).__name__, [details])
+
+
+def one_of(first: str, first_type: str, second: str, second_type: str) -> dict:
+    """The JSON Schema of `exactly_one`: one of the two fields, not null."""
+    return {
+        "oneOf": [
+            {"required": [first], "properties": {first: {"type": first_type}}},
+            {"required": [second], "properties": {second: {"type": second_type}}},
+        ]
+    }
 
 
 def not_blank(value: str) -> str:
@@ -165,6 +185,7 @@ class UserListItem(BaseModel):
     username: str
     online: bool
     unread: int
+    mentions: int  # unread messages that mention the caller
 
 
 class UsersOut(BaseModel):
@@ -174,18 +195,35 @@ class UsersOut(BaseModel):
 # ---------------------------------------------------------------- messages
 
 
+RoomName = text(max_length=100, pattern=r"^(dm-[1-9][0-9]{0,9}-[1-9][0-9]{0,9}|ch-[1-9][0-9]{0,9})$")
+
+
 class SendMessageIn(Input):
-    receiver_id: Id
+    # exactly one of receiver_id (a direct message) and room (a channel, or a direct room by name)
+    model_config = ConfigDict(json_schema_extra=one_of("receiver_id", "integer", "room", "string"))
+
+    receiver_id: Id | None = None
+    room: RoomName | None = None
     content: Content
     client_id: ClientId | None = None
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> SendMessageIn:
+        exactly_one(self, "receiver_id", "room")
+        return self
 
 
 class MessagesQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    # /openapi.json describes these two as one parameter, "cursor", that holds at most one of them
-    exclusive_parameters: ClassVar[tuple[str, tuple[str, ...]]] = ("cursor", ("before", "after"))
+    # /openapi.json describes each pair as one parameter: "room" holds exactly one of user_id and room (the
+    # parameter), "cursor" at most one of before and after
+    exclusive_parameters: ClassVar[tuple[tuple[str, tuple[str, ...], bool], ...]] = (
+        ("conversation", ("user_id", "room"), True),
+        ("cursor", ("before", "after"), False),
+    )
 
-    user_id: int = Field(ge=1, le=MAX_ID)
+    user_id: int | None = Field(None, ge=1, le=MAX_ID)
+    room: str | None = Field(None, max_length=100)
     before: int | None = Field(None, ge=0, le=MAX_ID)
     after: int | None = Field(None, ge=0, le=MAX_ID)
     limit: int = Field(50, ge=1, le=200)
@@ -194,12 +232,21 @@ class MessagesQuery(BaseModel):
     def _one_cursor(self) -> MessagesQuery:
         if self.before is not None and self.after is not None:
             raise ValueError("use before or after, not both")
+        exactly_one(self, "user_id", "room")
         return self
 
 
 class MarkReadIn(Input):
-    user_id: Id
+    model_config = ConfigDict(json_schema_extra=one_of("user_id", "integer", "room", "string"))
+
+    user_id: Id | None = None
+    room: RoomName | None = None
     up_to: Cursor
+
+    @model_validator(mode="after")
+    def _one_room(self) -> MarkReadIn:
+        exactly_one(self, "user_id", "room")
+        return self
 
 
 # the documentation of models.MessageJSON, field for field
@@ -209,6 +256,76 @@ MessageOut = create_model("MessageOut", **{name: (hint, ...) for name, hint in g
 class MessagesOut(BaseModel):
     messages: list[MessageOut]
     has_more: bool
+
+
+# ---------------------------------------------------------------- rooms
+
+ChannelName = text(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._-]{1,80}$")
+Topic = text(max_length=250)
+Role = Literal["member", "owner"]
+
+
+def valid_channel_name(value: str) -> str:
+    if not CHANNEL_NAME_RE.fullmatch(value):
+        raise ValueError("must be 1 to 80 letters, digits, '.', '_' or '-'")
+    return value
+
+
+CHANNEL_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,80}")
+ValidChannelName = Annotated[ChannelName, AfterValidator(valid_channel_name)]
+
+
+class CreateRoomIn(Input):
+    name: ValidChannelName
+    topic: Topic = ""
+    private: Annotated[bool, Field(strict=True)] = False
+    member_ids: Annotated[list[Id], Field(max_length=1000)] = []
+
+
+class UpdateRoomIn(Input):
+    name: ValidChannelName | None = None
+    topic: Topic | None = None
+
+
+class RoomMembersIn(Input):
+    user_ids: Annotated[list[Id], Field(min_length=1, max_length=1000)]
+    role: Role = "member"
+
+
+class RoomsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    scope: Literal["joined", "public"] = "joined"
+
+
+class ChannelOut(BaseModel):
+    room: str
+    id: int
+    name: str
+    topic: str
+    private: bool
+    archived: bool
+    created_by: int | None
+    member_count: int
+    role: Role | None
+    unread: int
+    mentions: int  # unread messages that mention the caller
+    last_message_id: int
+
+
+class RoomsOut(BaseModel):
+    rooms: list[ChannelOut]
+
+
+class RoomMember(BaseModel):
+    id: int
+    username: str
+    role: Role
+    online: bool
+
+
+class ChannelWithMembersOut(ChannelOut):
+    members: list[RoomMember]
 
 
 class HealthOut(BaseModel):

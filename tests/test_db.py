@@ -29,12 +29,15 @@ async def test_start_up_applies_the_migrations(app):
     tables = {row["name"] for row in await query("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables >= TABLES
     applied = await query("SELECT app, name FROM tortoise_migrations")
-    assert applied == [{"app": "models", "name": "0001_initial"}]
+    assert applied[0] == {"app": "models", "name": "0001_initial"}
+    assert {"app": "models", "name": "0002_channels"} in applied
 
 
 async def test_migrating_again_changes_nothing(app):
     await db.migrate(app.extensions["chat"].settings)
-    assert len(await query("SELECT name FROM tortoise_migrations")) == 1
+    before = await query("SELECT name FROM tortoise_migrations")
+    await db.migrate(app.extensions["chat"].settings)
+    assert await query("SELECT name FROM tortoise_migrations") == before
 
 
 @pytest.mark.sqlite_only

@@ -21,8 +21,8 @@ ENDPOINTS = {
 REQUEST_FIELDS = {
     "/register": {"username", "email", "password"},
     "/login": {"email", "username", "password"},
-    "/send-message": {"receiver_id", "content", "client_id"},
-    "/mark-read": {"user_id", "up_to"},
+    "/send-message": {"receiver_id", "room", "content", "client_id"},
+    "/mark-read": {"user_id", "room", "up_to"},
 }
 
 
@@ -65,7 +65,9 @@ async def test_openapi_lists_every_endpoint_with_its_shapes(openapi):
         body = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert set(resolve(openapi, body)["properties"]) == fields, path
     parameters = {p["name"]: p for p in paths["/get-messages"]["get"]["parameters"] if p["in"] == "query"}
-    assert set(parameters) == {"user_id", "cursor", "limit"} and parameters["user_id"]["required"] is True
+    # a room is named by user_id (a direct room) or by room (any room): exactly one of them
+    assert set(parameters) == {"conversation", "cursor", "limit"} and parameters["conversation"]["required"] is True
+    assert set(parameters["conversation"]["schema"]["properties"]) == {"user_id", "room"}
     # before and after exclude each other: one form-exploded object parameter that holds at most one of them
     cursor = parameters["cursor"]
     assert (cursor["style"], cursor["explode"], cursor["schema"]["maxProperties"]) == ("form", True, 1)
@@ -73,7 +75,16 @@ async def test_openapi_lists_every_endpoint_with_its_shapes(openapi):
     message = resolve(
         openapi, paths["/send-message"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
     )
-    assert set(message["properties"]) == {"id", "sender_id", "receiver_id", "room", "content", "timestamp", "client_id"}
+    assert set(message["properties"]) == {
+        "id",
+        "sender_id",
+        "receiver_id",
+        "room",
+        "content",
+        "timestamp",
+        "client_id",
+        "mentions",
+    }
     validation = paths["/register"]["post"]["responses"]["400"]["content"]["application/json"]["schema"]
     assert "fields" in resolve(openapi, validation)["properties"]
 

@@ -23,7 +23,7 @@ async def test_everyone_but_the_caller_ordered_by_username(signup, make_client):
     me, _ = await signup("Erin")
     users = await users_of(me)
     assert [u["username"] for u in users] == ["alice_2", "Bob", "carol", "dave"]
-    assert all(set(u) == {"id", "username", "online", "unread"} for u in users)
+    assert all(set(u) == {"id", "username", "online", "unread", "mentions"} for u in users)
     assert all(u["online"] is False and u["unread"] == 0 for u in users)
 
 
