@@ -42,9 +42,9 @@ def create_channel(person: Person, name: str, *, topic: str = "", private: bool 
     if topic:
         dialog.get_by_label("Topic").fill(topic)
     if private:
-        dialog.get_by_label(re.compile("^Private")).check()
+        dialog.get_by_role("checkbox", name=re.compile("^Private")).check()
     for member in members:
-        dialog.get_by_label(member, exact=True).check()
+        dialog.get_by_role("checkbox", name=member, exact=True).check()
     dialog.get_by_role("button", name="Create channel").click()
     expect(dialog).to_be_hidden()
     expect(page.locator("#peer-name")).to_have_text(name)

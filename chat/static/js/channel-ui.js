@@ -75,7 +75,9 @@ export class CreateChannelDialog {
       const box = document.createElement("input");
       box.type = "checkbox";
       box.value = String(person.id);
-      label.append(box, ` ${person.username}`);
+      const name = document.createElement("span");
+      name.textContent = person.username;
+      label.append(box, name);
       return label;
     });
     $("create-members").replaceChildren(...choices);
