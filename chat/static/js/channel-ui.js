@@ -278,7 +278,7 @@ export class MembersPanel {
       $("settings-name").value = details.name;
       $("settings-topic").value = details.topic ?? "";
     }
-    $("add-member").hidden = !owner;
+
     $("archive-channel").hidden = !owner;
     $("leave-channel").hidden = details.role === null || details.role === undefined;
     this.renderMembers();
@@ -348,7 +348,7 @@ export class MembersPanel {
       return option;
     });
     $("add-member-select").replaceChildren(...options);
-    $("add-member").querySelector("button").disabled = options.length === 0;
+    $("add-member").hidden = !this.isOwner || this.details.archived || options.length === 0; // everyone is in
   }
 
   /** A presence frame: the dot of that member, if they are one. */
