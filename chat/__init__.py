@@ -9,7 +9,8 @@ from quart_auth import QuartAuth
 from quart_schema import Info, QuartSchema
 
 from .asgi_websocket import BoundedWebsocketConnection
-from .blueprints import auth, docs, messaging, ops, pages, realtime, rooms, users
+from .blueprints import auth, docs, messaging, ops, pages, realtime, users
+from .blueprints import rooms as room_routes  # not "rooms": chat.rooms is the domain module
 from .config import Settings, instance_secret_key, load_settings
 from .errors import register_error_handlers
 from .hosts import install_host_check
@@ -40,7 +41,7 @@ def create_app(**overrides: Any) -> Quart:
     app_state = app.extensions["chat"] = build_state(settings)
     _install_guards(app, settings)
     install_lifecycle(app, settings, app_state)  # the database and the services start and stop with serving
-    for blueprint in (auth.bp, users.bp, messaging.bp, rooms.bp, realtime.bp, ops.bp, pages.bp, docs.bp):
+    for blueprint in (auth.bp, users.bp, messaging.bp, room_routes.bp, realtime.bp, ops.bp, pages.bp, docs.bp):
         app.register_blueprint(blueprint)
     return app
 

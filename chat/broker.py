@@ -81,7 +81,10 @@ class Broker(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def publish(self, event: Event) -> None: ...
-    async def subscribe(self, channels: tuple[str, ...], queue_size: int) -> Subscription: ...
+    # `into`: deliver to that subscription's queue too (a socket whose channels change as it lives: GET /ws/me)
+    async def subscribe(
+        self, channels: tuple[str, ...], queue_size: int, into: Subscription | None = None
+    ) -> Subscription: ...
     async def unsubscribe(self, subscription: Subscription) -> None: ...
     def healthy(self) -> bool: ...
 
@@ -102,8 +105,13 @@ class MemoryBroker:
         for subscription in tuple(self._channels.get(event.channel, ())):
             subscription.offer(event)
 
-    async def subscribe(self, channels: tuple[str, ...], queue_size: int) -> Subscription:
-        subscription = Subscription(channels, asyncio.Queue(queue_size))
+    async def subscribe(
+        self, channels: tuple[str, ...], queue_size: int, into: Subscription | None = None
+    ) -> Subscription:
+        if into is None:
+            subscription = Subscription(channels, asyncio.Queue(queue_size))
+        else:  # one queue and one overflow for both: the socket's writer reads them as one
+            subscription = Subscription(channels, into.queue, into.overflowed)
         for channel in channels:
             self._channels.setdefault(channel, set()).add(subscription)
         return subscription
@@ -182,14 +190,16 @@ class RedisBroker:
             # the message is stored: sockets were closed on the outage and will replay it from the database
             log.warning("broker publish failed: %s", exc)
 
-    async def subscribe(self, channels: tuple[str, ...], queue_size: int) -> Subscription:
+    async def subscribe(
+        self, channels: tuple[str, ...], queue_size: int, into: Subscription | None = None
+    ) -> Subscription:
         if not self._healthy:
             log.warning("subscription refused: the broker is not connected")
             raise BrokerUnavailable()
         new = [channel for channel in channels if channel not in self._refcounts]
         for channel in channels:
             self._refcounts[channel] = self._refcounts.get(channel, 0) + 1
-        subscription = await self._local.subscribe(channels, queue_size)
+        subscription = await self._local.subscribe(channels, queue_size, into)
         try:
             await self._redis_subscribe(new)
         except BaseException:

@@ -21,8 +21,19 @@ def presence_channel(user_id: int) -> str:
     return f"presence:{user_id}"
 
 
+# everyone's presence on one channel: the sockets of channels and activity streams, which care about many users,
+# listen to it (one subscription per worker) rather than to one channel per user
+ALL_PRESENCE = "presence-all"
+
+
 def presence_event(user_id: int, online: bool) -> Event:
     return Event.build(presence_channel(user_id), {"type": "presence", "user_id": user_id, "online": online})
+
+
+def presence_events(user_id: int, online: bool) -> tuple[Event, Event]:
+    """A change of a user's presence, for those who watch that user and for those who watch everyone."""
+    frame = {"type": "presence", "user_id": user_id, "online": online}
+    return Event.build(presence_channel(user_id), frame), Event.build(ALL_PRESENCE, frame)
 
 
 class Presence(Protocol):

@@ -17,7 +17,7 @@ from quart_auth import current_user
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from chat import accounts, conversations
+from chat import accounts, rooms
 from chat.rooms import room_for
 
 from .support import Server, app_tracebacks, login
@@ -474,13 +474,13 @@ async def test_a_logout_racing_the_handshake_still_ends_the_socket(app, signup, 
     for revocations. The socket must not live on with a revoked session."""
     alice_client, alice = await signup("alice")
     _, bob = await signup("bob")
-    check_other = conversations.require_user
+    check_other = rooms.require_user
 
     async def logout_meanwhile(user_id: int) -> None:
         await check_other(user_id)
         await accounts.end_session(current_user.auth_id)  # what a concurrent POST /logout does
 
-    monkeypatch.setattr(conversations, "require_user", logout_meanwhile)
+    monkeypatch.setattr(rooms, "require_user", logout_meanwhile)
     async with alice_client.websocket(f"/ws/rooms/{room_for(alice['id'], bob['id'])}") as ws:
         with pytest.raises((WebsocketResponseError, WebsocketDisconnectError)) as ended:
             await asyncio.wait_for(ws.receive(), 5)

@@ -25,11 +25,13 @@ from quart import Blueprint, websocket
 from quart_auth import Unauthorized, login_required
 from tortoise.exceptions import OperationalError
 
-from .. import accounts, conversations
+from .. import accounts, conversations, rooms
+from ..activity import Activity, everyone, snapshot
 from ..asgi_websocket import OVERSIZED
 from ..broker import BrokerUnavailable, Event, Subscription
 from ..errors import APIError, validation_fields
-from ..presence import presence_channel, presence_event
+from ..models import Membership
+from ..presence import ALL_PRESENCE, presence_channel, presence_events
 from ..rooms import Room, parse_room
 from ..schemas import MAX_ID, ClientId, Content, Cursor, Input
 from ..security import foreign_origin, session_active, signed_in
@@ -48,6 +50,7 @@ CANCEL_RETRY_SECONDS = 1.0
 
 GOING_AWAY, POLICY_VIOLATION, INTERNAL_ERROR, TRY_AGAIN_LATER = 1001, 1008, 1011, 1013
 FLOODING = 4429  # far over the frame budget for a while: reconnect after a pause, and send less
+NOT_A_MEMBER = 4403  # removed from the room, or left it: do not reconnect
 DROP_NOTICE_INTERVAL = 1.0  # at most one too_many_frames error a second per socket
 log = logging.getLogger(__name__)
 
@@ -77,28 +80,60 @@ def parse_after() -> int | None:
     return int(raw)
 
 
+def check_origin() -> None:
+    settings = state().settings
+    problem = foreign_origin(websocket.headers.get("Origin"), websocket.host, settings.allowed_origins)
+    if problem is not None:
+        raise problem
+
+
 @bp.websocket("/ws/rooms/<name>")
 @login_required
 async def room_socket(name: str) -> None:
-    app_state = state()
-    problem = foreign_origin(websocket.headers.get("Origin"), websocket.host, app_state.settings.allowed_origins)
-    if problem is not None:
-        raise problem
+    check_origin()
     me = await signed_in()
-    room = parse_room(name)  # 404 or 403 before the upgrade
-    other = room.other_member(me.user.id)
+    room = await rooms.admit(me.user.id, name)  # 404 or 403 before the upgrade
+    other = None if room.is_channel else room.other_member(me.user.id)
     after = parse_after()
-    await conversations.require_user(other)
     if after is None:
         # live from now on: read where "now" is BEFORE subscribing, then replay whatever lands in between
         after = await conversations.newest_id(room)
 
     # subscribe first: whatever is published from now on is queued, whatever was stored before is replayed
-    channels = (room.channel, presence_channel(other), accounts.session_channel(me.session_id))
+    # (a channel's sockets hear everyone's presence and keep their members')
+    presence = ALL_PRESENCE if room.is_channel else presence_channel(other)
+    channels = (room.channel, presence, accounts.session_channel(me.session_id))
+    await serve(
+        me,
+        channels,
+        lambda app_state, subscription, budget: Connection(app_state, subscription, room, me.user.id, other, budget),
+        after,
+    )
+
+
+@bp.websocket("/ws/me")
+@login_required
+async def activity_socket() -> None:
+    """The caller's activity stream: a snapshot of their rooms, then how each moves (docs/websocket.md)."""
+    check_origin()
+    me = await signed_in()
+    channels = (conversations.inbox_channel(me.user.id), ALL_PRESENCE, accounts.session_channel(me.session_id))
+    await serve(
+        me,
+        channels,
+        lambda app_state, subscription, budget: ActivityConnection(app_state, subscription, me.user.id, budget),
+        0,
+    )
+
+
+async def serve(me, channels: tuple[str, ...], make_connection, after: int) -> None:
+    """Subscribe, admit the socket within the limits, accept it and run its connection: the same for every
+    websocket (the same refusals before the upgrade, the same close codes after)."""
+    app_state = state()
     try:
         subscription = await app_state.broker.subscribe(channels, QUEUE_SIZE)
     except BrokerUnavailable:
-        raise APIError(503, "unavailable", "Real-time delivery is down; retry shortly.", {"Retry-After": "1"}) from None
+        raise broker_unavailable() from None
     try:
         # a logout since the session was checked above announced it before we listened
         if not await session_active(me.session_id):
@@ -108,12 +143,19 @@ async def room_socket(name: str) -> None:
             raise too_many_sockets()
         try:
             await websocket.accept()
-            connection = Connection(app_state, subscription, room, me.user.id, other, budget)
-            await connection.run(after)
+            connection = make_connection(app_state, subscription, budget)
+            try:
+                await connection.run(after)
+            finally:
+                await connection.release()
         finally:
             app_state.sockets.release(me.user.id, me.session_id)
     finally:
         await app_state.broker.unsubscribe(subscription)
+
+
+def broker_unavailable() -> APIError:
+    return APIError(503, "unavailable", "Real-time delivery is down; retry shortly.", {"Retry-After": "1"})
 
 
 def too_many_sockets() -> APIError:
@@ -129,7 +171,13 @@ def too_many_sockets() -> APIError:
 
 class Connection:
     def __init__(
-        self, app_state: AppState, subscription: Subscription, room: Room, me: int, other: int, budget: FrameBudget
+        self,
+        app_state: AppState,
+        subscription: Subscription,
+        room: Room,
+        me: int,
+        other: int | None,
+        budget: FrameBudget,
     ) -> None:
         self.state = app_state
         self.subscription = subscription
@@ -143,6 +191,7 @@ class Connection:
         self.budget = budget  # shared by this user's sockets in this worker
         self.read_marker = 0  # the read marker as this socket last set it: a read at or below it changes nothing
         self.last_drop_notice = 0.0
+        self.members: set[int] = set()  # a channel's members: whose presence this socket relays
 
     async def run(self, after: int) -> None:
         came_online = await self.state.presence.connect(self.me)
@@ -180,8 +229,12 @@ class Connection:
             return task.result()  # the writer ends only to close the socket (session revoked)
         return codes[task]
 
+    async def release(self) -> None:
+        """Give back what the connection took besides its subscription (nothing, for a room's socket)."""
+
     async def _publish_presence(self, online: bool) -> None:
-        await self.state.broker.publish(presence_event(self.me, online))
+        for event in presence_events(self.me, online):
+            await self.state.broker.publish(event)
 
     async def _close(self, code: int) -> None:
         # a client that stopped reading may never take the close frame: don't wait for it forever
@@ -190,9 +243,17 @@ class Connection:
 
     # ---------------------------------------------------------------- server -> client
 
+    async def _send_presence(self) -> None:
+        if self.other is not None:
+            online = bool(await self.state.presence.online([self.other]))
+            await self._send_frame({"type": "presence", "user_id": self.other, "online": online})
+            return
+        self.members = set(await Membership.filter(channel_id=self.room.channel_id).values_list("user_id", flat=True))
+        for user_id in sorted(await self.state.presence.online(sorted(self.members - {self.me}))):
+            await self._send_frame({"type": "presence", "user_id": user_id, "online": True})
+
     async def _writer(self, after: int) -> int:
-        online = bool(await self.state.presence.online([self.other]))
-        await self._send_frame({"type": "presence", "user_id": self.other, "online": online})
+        await self._send_presence()
         self.first_after = self.last_sent = after
         await self._send_stored()
         while True:
@@ -205,8 +266,21 @@ class Connection:
                 return POLICY_VIOLATION
             elif item.type == "message":
                 await self._send_message_event(item)
+            elif item.type == "member" and not self._on_member(item):
+                return NOT_A_MEMBER
+            elif item.type == "presence" and self.other is None and item.user_id not in self.members:
+                continue  # someone outside this channel
             elif not (item.type == "typing" and item.user_id == self.me):
                 await websocket.send(item.text)
+
+    def _on_member(self, event: Event) -> bool:
+        """Follow the channel's members; False when this socket's user is no longer one (the socket closes)."""
+        joined = orjson.loads(event.text)["joined"]
+        if joined:
+            self.members.add(event.user_id)
+        else:
+            self.members.discard(event.user_id)
+        return joined or event.user_id != self.me
 
     async def _send_message_event(self, event: Event) -> None:
         if event.message_id <= self.last_sent:
@@ -294,7 +368,11 @@ class Connection:
             raise APIError(400, "unknown_type", "A frame's type is message, typing or read.")
 
     async def _on_message(self, frame: MessageFrame) -> None:
-        message, created = await conversations.send_message(self.me, self.other, frame.content, frame.client_id)
+        if self.other is None:
+            send = conversations.send_to_room(self.me, self.room.name, frame.content, frame.client_id)
+        else:
+            send = conversations.send_message(self.me, self.other, frame.content, frame.client_id)
+        message, created = await send
         if not created:
             # a repeated client_id: nothing new was published, so acknowledge from the database
             self.subscription.offer(Resync(message))
@@ -302,7 +380,7 @@ class Connection:
     async def _on_read(self, frame: ReadFrame) -> None:
         if frame.up_to <= self.read_marker:
             return  # the marker never moves back: nothing to ask the database
-        self.read_marker = await conversations.mark_read(self.me, self.other, frame.up_to)
+        self.read_marker = await conversations.mark_room_read(self.me, self.room, frame.up_to)
 
     async def _on_typing(self) -> None:
         now = time.monotonic()
@@ -324,3 +402,76 @@ async def cancel_until_done(tasks) -> None:
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=CANCEL_RETRY_SECONDS)
+
+
+class ActivityConnection(Connection):
+    """GET /ws/me: the caller's rooms as a snapshot, then `activity` as messages land in them and the caller's
+    marker moves, everyone's `presence`, `room_added` / `room_removed`. It listens to the caller's inbox (direct
+    messages, their own reads, rooms added and removed), to everyone's presence and to each of their channels,
+    whose subscriptions come and go with their memberships; counts move without a query (chat/activity.py)."""
+
+    def __init__(self, app_state: AppState, subscription: Subscription, me: int, budget: FrameBudget) -> None:
+        super().__init__(app_state, subscription, Room.direct(me, me), me, me, budget)
+        self.activity = Activity(me, {})
+        self.channel_subscriptions: dict[str, Subscription] = {}
+
+    async def release(self) -> None:
+        for subscription in self.channel_subscriptions.values():
+            await self.state.broker.unsubscribe(subscription)
+        self.channel_subscriptions.clear()
+
+    async def _listen(self, room: str) -> None:
+        if room in self.channel_subscriptions:
+            return
+        channel = parse_room(room).channel
+        try:
+            subscribed = await self.state.broker.subscribe((channel,), QUEUE_SIZE, into=self.subscription)
+        except BrokerUnavailable:
+            self.subscription.overflowed.set()  # close with 1013: the client reconnects and gets a new snapshot
+            return
+        self.channel_subscriptions[room] = subscribed
+
+    async def _stop_listening(self, room: str) -> None:
+        subscription = self.channel_subscriptions.pop(room, None)
+        if subscription is not None:
+            await self.state.broker.unsubscribe(subscription)
+
+    async def _writer(self, after: int) -> int:
+        # listen to the channels first, then count: what lands in between is counted once (activity.RoomCount)
+        for room in await rooms.rooms_of(self.me):
+            if room.is_channel:
+                await self._listen(room.name)
+        self.activity.rooms = await snapshot(self.me)
+        online = await self.state.presence.online(await everyone())
+        await self._send_frame(self.activity.snapshot_frame(online))
+        while True:
+            item = await self.subscription.queue.get()
+            if isinstance(item, str):
+                await websocket.send(item)
+            elif item.type == accounts.SESSION_REVOKED:
+                return POLICY_VIOLATION
+            elif item.type == "presence":
+                await websocket.send(item.text)
+            elif item.type == "message":
+                frame = self.activity.on_message(orjson.loads(item.text)["message"])
+                if frame is not None:
+                    await self._send_frame(frame)
+            elif item.type == "read" and item.user_id == self.me and item.channel == self.subscription.channels[0]:
+                await self._send_frame(await self.activity.recount(orjson.loads(item.text)["room"]))
+            elif item.type == "room_added":
+                await self._on_room_added(orjson.loads(item.text)["room"])
+            elif item.type == "room_removed":
+                room = orjson.loads(item.text)["room"]
+                await self._stop_listening(room)
+                self.activity.remove(room)
+                await websocket.send(item.text)
+
+    async def _on_room_added(self, channel: dict) -> None:
+        await self._listen(channel["room"])
+        await self.activity.recount(channel["room"])  # what was sent before this socket listened
+        count = self.activity.rooms[channel["room"]]
+        channel = {**channel, "unread": count.unread, "mentions": count.mentions}
+        await self._send_frame({"type": "room_added", "room": {**channel, "last_message_id": count.last_message_id}})
+
+    async def _handle(self, data: str | bytes | object) -> None:
+        raise APIError(400, "unknown_type", "This socket only sends: it takes no frames.")
