@@ -355,8 +355,10 @@ $("back").addEventListener("click", (event) => {
   navigate(null);
 });
 $("jump").addEventListener("click", () => conversation?.scrollToBottom());
-$("new-channel").addEventListener("click", () => createDialog.open());
-$("browse-channels").addEventListener("click", () => browseDialog.open());
+for (const [button, dialog] of [[$("new-channel"), createDialog], [$("browse-channels"), browseDialog]]) {
+  button.addEventListener("click", () => dialog.open());
+  button.disabled = false; // off until this script runs
+}
 joinPrompt.addEventListener("click", async () => {
   const channel = await joinChannel(joinPrompt.dataset.room, (text) => {
     placeholderText.textContent = text;
