@@ -55,7 +55,7 @@ def create_channel(person: Person, name: str, *, topic: str = "", private: bool 
 def open_channel(person: Person, name: str) -> None:
     channel_link(person, name).click()
     expect(person.page.locator("#peer-name")).to_have_text(name)
-    expect(person.page.locator("#history-status")).not_to_have_text("Loading messages…")
+    expect(person.page.locator("#history-status")).to_have_text(re.compile(r"^(?!Loading)."))  # loaded
 
 
 def open_panel(person: Person) -> Locator:
@@ -108,6 +108,9 @@ def test_a_channel_created_with_someone_appears_live_and_its_messages_raise_thei
     alice.type_and_send("and a second one, without a mention")
     expect(link.locator(".badge")).to_have_text("2")
     expect(link.locator(".mention-badge")).to_have_text("@1")
+    # the badges are the server's counts
+    (general,) = bob.page.request.get("/rooms").json()["rooms"]
+    assert (general["name"], general["unread"], general["mentions"]) == ("general", 2, 1)
 
     # opening it: each message says who sent it, the one that mentions bob stands out, the badges go
     open_channel(bob, "general")
@@ -134,6 +137,49 @@ def test_a_channel_created_with_someone_appears_live_and_its_messages_raise_thei
     expect(bob.page.locator("#peer-name")).to_have_text("general")
     expect(bob.contents()).to_have_count(3)
     assert_clean(alice, bob)
+
+
+class ActivityNetwork(pages.Network):
+    """The network under a person's activity stream (GET /ws/me) only, which the test pulls out and plugs back."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.sockets = []
+        page.route_web_socket(re.compile(r"/ws/me"), self._route)
+
+
+def test_three_people_chat_live_and_a_reconnected_sidebar_takes_the_snapshot_as_the_truth(people):
+    bob, carol, alice = people("bob"), people("carol"), people("alice")
+    network = ActivityNetwork(bob.page)
+    sign_up(bob)
+    sign_up(carol)
+    sign_up(alice)
+    expect(bob.person_link("alice")).to_be_visible()
+    bob.open_conversation("carol")
+    create_channel(alice, "team", members=["bob", "carol"])
+    expect(alice.page.locator("#member-count")).to_have_text("3 members")
+    open_channel(carol, "team")
+    expect(channel_link(bob, "team")).to_be_visible()
+
+    # bob's activity stream drops; alice and carol talk meanwhile, live for each other
+    network.unplug()
+    alice.type_and_send("@bob standup in 5")
+    carol.type_and_send("coming")
+    expect(carol.contents()).to_have_text(["@bob standup in 5", "coming"])
+    expect(alice.contents()).to_have_text(["@bob standup in 5", "coming"])
+    expect(alice.messages.locator(".sender")).to_have_text(["carol"])  # alice's own message needs no name
+    expect(channel_link(bob, "team").locator(".badge")).to_be_hidden()  # nothing reached bob's sidebar
+
+    # back online: the new snapshot is the truth
+    network.plug_in()
+    expect(channel_link(bob, "team").locator(".badge")).to_have_text("2")
+    expect(channel_link(bob, "team").locator(".mention-badge")).to_have_text("@1")
+    open_channel(bob, "team")
+    bob.type_and_send("on my way")
+    for person in (alice, carol, bob):
+        expect(person.contents()).to_have_text(["@bob standup in 5", "coming", "on my way"])
+    expect(channel_link(bob, "team").locator(".badge")).to_be_hidden()
+    assert_clean(alice, bob, carol)
 
 
 def test_browsing_joining_and_leaving_public_channels(people):

@@ -1,7 +1,7 @@
 // The channel list ("Channels"): the channels I belong to, ordered by name, with unread and mention badges.
 // GET /rooms gives the list and the counts; the activity stream adds, removes and counts live.
 import { getJSON } from "./api.js";
-import { applyActivity, paintLink, roomLink } from "./sidebar.js";
+import { applyActivity, paintLink, roomLink, snapshotCounts } from "./sidebar.js";
 
 export const isChannel = (room) => /^ch-[1-9][0-9]*$/.test(room ?? "");
 
@@ -107,8 +107,8 @@ export class ChannelList {
   snapshot(room) {
     const entry = this.channels.get(room.room);
     if (!entry) return false;
-    const unread = this.isSeen(room.room) ? 0 : room.unread;
-    entry.counts = { unread, mentions: Math.min(entry.counts.mentions, unread), lastMessageId: room.last_message_id };
+    entry.counts = snapshotCounts(entry.counts, room);
+    if (this.isSeen(room.room)) entry.counts = { ...entry.counts, unread: 0, mentions: 0 };
     this.paint(entry);
     return true;
   }

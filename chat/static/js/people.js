@@ -2,7 +2,7 @@
 // from /get-users; the activity stream (/ws/me) keeps dots and badges live, and polling takes over only while
 // that stream is down.
 import { getJSON } from "./api.js";
-import { applyActivity, paintLink, roomLink } from "./sidebar.js";
+import { applyActivity, paintLink, roomLink, snapshotCounts } from "./sidebar.js";
 
 const POLL_MS = 30_000;
 
@@ -150,13 +150,13 @@ export class PeopleList {
     return { fresh, name: entry.user.username };
   }
 
-  /** A snapshot's room: unread from the server, mentions kept within it. */
+  /** A snapshot's room: its counts are the truth. */
   snapshot(room) {
     const id = this.rooms.get(room.room);
     if (id === undefined) return false;
     const entry = this.people.get(id);
-    const unread = this.isSeen(id) ? 0 : room.unread;
-    entry.counts = { unread, mentions: Math.min(entry.counts.mentions, unread), lastMessageId: room.last_message_id };
+    entry.counts = snapshotCounts(entry.counts, room);
+    if (this.isSeen(id)) entry.counts = { ...entry.counts, unread: 0, mentions: 0 };
     this.paint(entry);
     return true;
   }

@@ -57,12 +57,20 @@ export function paintLink(entry, { unread, mentions, online = null, current }) {
 }
 
 /**
- * A room's counts moved by an activity frame {unread, mention}: the unread count is the server's; the number of
- * unread mentions grows with a new message that mentions me and can never exceed the unread count.
+ * A room's counts moved by an activity frame {unread, mention, mentions?}: the counts are the server's. A server
+ * that sends no `mentions` count (the contract's frame has only `mention`, whether this message mentions me) is
+ * followed by counting: one more for a new message that mentions me, never more than the unread count.
  */
-export function applyActivity(counts, { unread, mention, last_message_id: lastId }) {
+export function applyActivity(counts, { unread, mention, mentions, last_message_id: lastId }) {
   const newMessage = lastId > (counts.lastMessageId ?? 0);
-  let mentions = counts.mentions ?? 0;
-  if (newMessage && mention) mentions += 1;
-  return { unread, mentions: Math.min(mentions, unread), lastMessageId: Math.max(lastId, counts.lastMessageId ?? 0) };
+  let mentioned = counts.mentions ?? 0;
+  if (Number.isInteger(mentions)) mentioned = mentions;
+  else if (newMessage && mention) mentioned += 1;
+  return { unread, mentions: Math.min(mentioned, unread), lastMessageId: Math.max(lastId, counts.lastMessageId ?? 0) };
+}
+
+/** A room's counts from a snapshot: the server's, mentions kept within unread when it does not count them. */
+export function snapshotCounts(counts, { unread, mentions, last_message_id: lastId }) {
+  const mentioned = Number.isInteger(mentions) ? mentions : counts.mentions;
+  return { unread, mentions: Math.min(mentioned, unread), lastMessageId: lastId };
 }
