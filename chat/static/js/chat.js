@@ -262,7 +262,7 @@ async function show(target) {
   current = null;
   panel.clear();
   banner.hidden = true;
-  people.setCurrent(target?.peerId ?? null);
+  people.setCurrent(target?.peerId ? target.room : null);
   channels.setCurrent(target?.peerId ? null : (target?.room ?? null));
   if (target === null) return showPlaceholder(null);
   if (target.peerId) return showDirect(target);
@@ -280,10 +280,7 @@ async function showDirect(target) {
   $("room-topic").hidden = true;
   composer.prepare(`Message ${peer.username}`);
   paintPeer(peer);
-  await openConversation({ room: target.room, title: peer.username, peer }, {
-    setUnread: (n) => people.setUnread(peer.id, n),
-    addUnread: () => people.addUnread(peer.id),
-  });
+  await openConversation({ room: target.room, title: peer.username, peer }, people);
 }
 
 async function showChannelRoom(target) {
@@ -305,19 +302,17 @@ async function showChannelRoom(target) {
   $("peer-status").hidden = true;
   composer.prepare(`Message #${details.name}`);
   panel.show(details); // and so showChannel(details)
-  await openConversation({ room: target.room, title: details.name }, {
-    setUnread: (n) => channels.setUnread(target.room, n),
-    addUnread: () => channels.addUnread(target.room),
-  });
+  await openConversation({ room: target.room, title: details.name }, channels);
 }
 
-async function openConversation(target, sidebar) {
+/** Open a room's conversation; list is the sidebar list (people or channels) that counts its unread messages. */
+async function openConversation(target, list) {
   paintTitle();
   conversation = new Conversation({
     me,
     target,
     names: (id) => nameOf(id) ?? panel.members().find((member) => member.id === id)?.username ?? null,
-    sidebar,
+    sidebar: { setUnread: (n) => list.setUnread(target.room, n), addUnread: () => list.addUnread(target.room) },
     composer,
     ui: {
       scroller: $("messages"),

@@ -1,5 +1,6 @@
 // What the channel list and the people list share: a link per room in the sidebar, with its unread and
 // mention badges, and the counts of a room as activity frames move them.
+import { getJSON } from "./api.js";
 
 /** A sidebar link: [dot] name [unread badge] [mention badge]; a plain link that also works without this script. */
 export function roomLink({ href, name, withDot, onChoose }) {
@@ -73,4 +74,80 @@ export function applyActivity(counts, { unread, mention, mentions, last_message_
 export function snapshotCounts(counts, { unread, mentions, last_message_id: lastId }) {
   const mentioned = Number.isInteger(mentions) ? mentions : counts.mentions;
   return { unread, mentions: Math.min(mentioned, unread), lastMessageId: lastId };
+}
+
+/**
+ * What the two lists share: entries by room ("ch-7", "dm-1-2"), each with its link and counts
+ * {unread, mentions, lastMessageId}; loading from the server one request at a time; the counts moved by activity
+ * and snapshot frames. A subclass says where its list comes from (url, render) and how an entry is painted.
+ */
+export class RoomList {
+  constructor({ url, onUnauthorized }) {
+    this.url = url;
+    this.onUnauthorized = onUnauthorized;
+    this.entries = new Map(); // room -> entry
+    this.current = null; // the room on screen, if it is one of this list's
+    this.refreshing = null;
+  }
+
+  refresh() {
+    this.refreshing ??= (async () => {
+      const result = await getJSON(this.url);
+      if (result.status === 401) return this.onUnauthorized();
+      this.loaded(result);
+    })().finally(() => {
+      this.refreshing = null;
+    });
+    return this.refreshing;
+  }
+
+  /** The room is on screen, so whatever arrives there is read at once. */
+  isSeen(room) {
+    return room === this.current && document.visibilityState === "visible";
+  }
+
+  setCounts(room, counts) {
+    const entry = this.entries.get(room);
+    if (!entry) return;
+    entry.counts = { ...entry.counts, ...counts };
+    if (this.isSeen(room)) entry.counts = { ...entry.counts, unread: 0, mentions: 0 };
+    this.paint(entry);
+  }
+
+  /** An activity frame: {fresh (a new message), name}, or null when the room is not one of this list's. */
+  activity(frame) {
+    const entry = this.entries.get(frame.room);
+    if (!entry) return null;
+    const fresh = frame.last_message_id > entry.counts.lastMessageId;
+    this.setCounts(frame.room, applyActivity(entry.counts, frame));
+    return { fresh, name: this.title(entry) };
+  }
+
+  /** A snapshot's room (its counts are the truth); false when it is not one of this list's. */
+  snapshot(room) {
+    const entry = this.entries.get(room.room);
+    if (entry) this.setCounts(room.room, snapshotCounts(entry.counts, room));
+    return entry !== undefined;
+  }
+
+  setUnread(room, unread) {
+    const entry = this.entries.get(room);
+    if (entry) this.setCounts(room, { unread, mentions: Math.min(entry.counts.mentions, unread) });
+  }
+
+  addUnread(room) {
+    const entry = this.entries.get(room);
+    if (entry) this.setUnread(room, entry.counts.unread + 1);
+  }
+
+  totalUnread() {
+    let total = 0;
+    for (const entry of this.entries.values()) total += entry.counts.unread;
+    return total;
+  }
+
+  setCurrent(room) {
+    this.current = room;
+    for (const entry of this.entries.values()) this.paint(entry);
+  }
 }
