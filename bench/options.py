@@ -14,7 +14,7 @@ from .servers import ALL_SERVERS, CHAT
 @dataclass
 class Options:
     servers: tuple[str, ...] = ALL_SERVERS
-    scenarios: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+    scenarios: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)
     # 1: send-message
     send_seconds: int = 10
     send_connections: int = 32
@@ -34,6 +34,10 @@ class Options:
     capacity_seconds: float = 5.0
     storm_seconds: float = 30.0
     storm_factor: float = 2.0
+    # 7: a channel (chat): every member with a socket, messages at a fixed rate from the members in turn
+    channel_members: int = 50
+    channel_rate: float = 50.0
+    channel_seconds: float = 10.0
     # how the servers run
     bcrypt_rounds: int = 12
     worker_class: str = "uvloop"  # hypercorn's --worker-class for chat and the bare servers ("asyncio" or "uvloop")
@@ -45,7 +49,8 @@ class Options:
 
     @property
     def users(self) -> int:
-        return 2 * self.pairs
+        channel = self.channel_members if 7 in self.scenarios else 0
+        return max(2 * self.pairs, channel)
 
 
 SMOKE = {
@@ -63,6 +68,9 @@ SMOKE = {
     "idle_sockets_threading": 10,
     "capacity_seconds": 0.5,
     "storm_seconds": 1.0,
+    "channel_members": 5,
+    "channel_rate": 20.0,
+    "channel_seconds": 0.5,
     "bcrypt_rounds": 4,
 }
 

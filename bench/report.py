@@ -230,9 +230,25 @@ def _storm(t: Table) -> None:
     )
 
 
+def _channel(t: Table) -> None:
+    record = _find(t.records, CHAT, 7, "channel")
+    if record is None:
+        return
+    t.row(
+        f"7 channel of {record['members']} at {_num(record['offered_per_s'], 0)} msg/s · p50 / p99 / max ms",
+        {CHAT: " / ".join(_num(record[key], 2) for key in ("p50_ms", "p99_ms", "max_ms"))},
+    )
+    t.row(
+        "7 channel · deliveries: lost / duplicated",
+        {CHAT: f"{record['lost']} / {record['duplicated']} of {record['deliveries']:,}"},
+        target="0 / 0",
+        met=record["lost"] == 0 and record["duplicated"] == 0,
+    )
+
+
 def table(records: list[dict], machine: dict) -> str:
     t = Table(records)
-    for section in (_send, _history, _realtime, _idle, _storm):
+    for section in (_send, _history, _realtime, _idle, _storm, _channel):
         section(t)
     head = f"chat bench {machine['date']} · {machine['nproc']} × {machine['cpu']} · Python {machine['python']}"
     pinning = "servers on CPU 0, load on CPU 1" if machine["pinned"] else "not pinned (one core)"

@@ -12,7 +12,7 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -227,20 +227,26 @@ async def closed_loop(pairs: list[Pair], seconds: float, echo_timeout: float = 1
     return result
 
 
+async def paced(rate: float, seconds: float) -> AsyncIterator[tuple[int, float]]:
+    """(number, when it is due) for each message of an open loop, at its time: the schedule does not wait for
+    answers."""
+    start = time.perf_counter() + 0.05
+    for number in range(int(rate * seconds)):
+        due = start + number / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield number, due
+
+
 async def open_loop(pairs: list[Pair], rate: float, seconds: float) -> dict:
     """Messages at a fixed offered rate, round robin over the pairs, whatever the answers.
 
     Latency runs from the moment each message was due, not when it left: a server that stalls cannot hide
     the messages that queued behind the stall (coordinated omission).
     """
-    start = time.perf_counter() + 0.05
-    total = int(rate * seconds)
     with CpuMeter() as meter:
-        for number in range(total):
-            due = start + number / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for number, due in paced(rate, seconds):
             await pairs[number % len(pairs)].send(number, due)
         await _drain(pairs, 5)
     result = _delivery(pairs)
@@ -296,3 +302,70 @@ async def close_all(sockets: list[RealtimeSocket], parallel: int = 256) -> None:
             await sock.close()
 
     await asyncio.gather(*(one(sock) for sock in sockets))
+
+
+@dataclass(eq=False)
+class Channel:
+    """A channel's members, each with a socket; counts what each member got of each message, once and more."""
+
+    room: str
+    tag: str
+    members: list[int]
+    sent: dict[str, float] = field(default_factory=dict)  # client_id -> when it was due
+    received: dict[int, Counter[str]] = field(default_factory=dict)  # member -> client_id -> arrivals
+    latencies: list[float] = field(default_factory=list)
+    sockets: list[RealtimeSocket] = field(default_factory=list)
+
+    def on_frame(self, member: int) -> OnMessage:
+        counts = self.received.setdefault(member, Counter())
+
+        def on_message(client_id: str | None, received: float) -> None:
+            if client_id not in self.sent:
+                return
+            counts[client_id] += 1
+            if counts[client_id] == 1:
+                self.latencies.append(received - self.sent[client_id])
+
+        return on_message
+
+
+async def open_channel(ws_url: str, room: str, cookies: dict[int, str], members: list[int]) -> Channel:
+    channel = Channel(room, uuid.uuid4().hex[:8], members)
+    for member in members:
+        channel.sockets.append(await ChatSocket.open(ws_url, cookies[member], room, channel.on_frame(member)))
+    return channel
+
+
+async def _drain_channel(channel: Channel, seconds: float) -> None:
+    """Wait (at most `seconds`) until every member has every message sent."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        if all(len(counts) >= len(channel.sent) for counts in channel.received.values()):
+            return
+        await asyncio.sleep(0.01)
+
+
+async def channel_loop(channel: Channel, rate: float, seconds: float) -> dict:
+    """Messages into the channel at a fixed offered rate, from its members in turn, whatever the answers; latency
+    from when each was due to each member's arrival (coordinated omission, as open_loop)."""
+    with CpuMeter() as meter:
+        async for number, due in paced(rate, seconds):
+            client_id = f"{channel.tag}-{number}"
+            channel.sent[client_id] = due
+            await channel.sockets[number % len(channel.sockets)].send_message(f"channel message {number}", client_id)
+        await _drain_channel(channel, 5)
+    deliveries = len(channel.sent) * len(channel.members)
+    delivered = sum(len(counts) for counts in channel.received.values())
+    duplicated = sum(n - 1 for counts in channel.received.values() for n in counts.values())
+    return {
+        "members": len(channel.members),
+        "sent": len(channel.sent),
+        "deliveries": deliveries,
+        "delivered": delivered,
+        "lost": deliveries - delivered,
+        "duplicated": duplicated,
+        **latency_summary(channel.latencies),
+        "offered_per_s": rate,
+        "seconds": round(seconds, 2),
+        "client_cpu_pct": meter.percent,
+    }

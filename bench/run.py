@@ -137,6 +137,8 @@ class Run:
                     await self.login_storm(server, cookies, quiet)
                 if 5 in scenarios:
                     await self.idle_sockets(server, cookies)
+                if 7 in scenarios and name == CHAT:  # the others have no channels
+                    await self.channel(server, cookies)
         finally:
             server.stop()
         if "Traceback" in server.log():
@@ -314,6 +316,26 @@ class Run:
             fan_out_delivered=fan_out.arrived,
             fan_out_ms=fan_out_ms,
         )
+
+    async def channel(self, server: Server, cookies: dict[int, str]) -> None:
+        """Scenario 7: a channel of `channel_members`, each member with a socket, messages at a fixed rate."""
+        members = list(range(1, self.options.channel_members + 1))
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+            response = await client.post(
+                "/rooms",
+                json={"name": f"bench-{uuid.uuid4().hex[:8]}", "member_ids": members[1:]},
+                headers={"Cookie": cookies[members[0]]},
+            )
+            response.raise_for_status()
+        channel = await rt.open_channel(server.ws_url, response.json()["room"], cookies, members)
+        try:
+            mark = self._server_cpu(server)
+            result = await rt.channel_loop(channel, self.options.channel_rate, self.options.channel_seconds)
+            result["server_cpu_pct"] = self._cpu_pct(mark)
+        finally:
+            await rt.close_all(channel.sockets)
+        self.record(server.name, 7, "channel", **result)
+        log(server.name, f"channel: {result}")
 
     async def all(self) -> None:
         for name in self.options.servers:

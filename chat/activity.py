@@ -79,7 +79,11 @@ class Activity:
 
     def on_message(self, message: dict) -> dict | None:
         """The activity frame of a new message, None when the counts already had it."""
-        count = self.rooms.setdefault(message["room"], RoomCount())  # a direct room new to me starts empty
+        count = self.rooms.get(message["room"])
+        if count is None:
+            if message["receiver_id"] is None:
+                return None  # a channel this stream no longer follows (its removal crossed the message)
+            count = self.rooms[message["room"]] = RoomCount()  # a direct room new to me starts empty
         if message["id"] <= count.counted_up_to:
             return None
         count.last_message_id = max(count.last_message_id, message["id"])

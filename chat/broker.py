@@ -3,8 +3,10 @@
 The database is the source of truth; the broker only carries events. `memory://` serves one process;
 a Redis implementation behind the same interface serves many (CHAT_BROKER_URL).
 
-Channels: `room:dm-1-2` (messages, typing, read), `presence:7` (user 7 came online / went offline),
-`session:42` (session 42 was revoked: its sockets close).
+Channels: `room:dm-1-2` and `room:ch-7` (messages, typing, read; member and room changes of a channel),
+`presence:7` (user 7 came online / went offline), `presence-all` (everyone's presence, for channel and activity
+sockets), `inbox:7` (what concerns user 7 wherever they are: direct messages, their read markers, rooms added and
+removed: their activity streams), `session:42` (session 42 was revoked: its sockets close).
 """
 
 from __future__ import annotations

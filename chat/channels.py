@@ -124,7 +124,7 @@ async def create(me: int, name: str, topic: str, private: bool, member_ids: list
             )
     except IntegrityError:
         raise room_name_taken() from None
-    for user_id in others:
+    for user_id in [me, *others]:  # the creator's other devices learn of it too
         await _announce_added(user_id, channel.id)
     return await channel_view(me, channel.id)
 

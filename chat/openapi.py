@@ -52,9 +52,15 @@ RETRY_AFTER = {
     }
 }
 
-# (get-messages names its room with one object parameter, which links cannot fill: it is left out of them)
+# get-messages names its room with one object parameter ("conversation"), which a link fills member by member
+_ROOM = {"query.room": "$response.body#/room"}
 _READ = {"room": "$response.body#/room", "up_to": "$response.body#/id"}
-_SENT_LINKS = {"MarkRead": {"operationId": "post_mark_read", "requestBody": _READ}}
+_SENT_LINKS = {
+    "Conversation": {"operationId": "get_get_messages", "parameters": _ROOM},
+    "NewerMessages": {"operationId": "get_get_messages", "parameters": {**_ROOM, "query.after": "$response.body#/id"}},
+    "OlderMessages": {"operationId": "get_get_messages", "parameters": {**_ROOM, "query.before": "$response.body#/id"}},
+    "MarkRead": {"operationId": "post_mark_read", "requestBody": _READ},
+}
 # (operationId, status) -> the operations that the answer's data feeds
 LINKS: dict[tuple[str, str], dict[str, Any]] = {
     ("post_register", "201"): {

@@ -232,7 +232,9 @@ class MessagesQuery(BaseModel):
     def _one_cursor(self) -> MessagesQuery:
         if self.before is not None and self.after is not None:
             raise ValueError("use before or after, not both")
-        exactly_one(self, "user_id", "room")
+        if self.room is None:
+            exactly_one(self, "user_id", "room")  # neither
+        # both: the room (what a link from a sent message fills in) names it; the documentation says one of them
         return self
 
 

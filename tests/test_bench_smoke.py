@@ -31,7 +31,7 @@ def test_every_scenario_runs_against_chat(tmp_path):
     machine, *records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert machine["machine"]["nproc"] >= 1
     found = {(r["scenario"], r["variant"]): r for r in records}
-    assert {scenario for scenario, _ in found} == {1, 2, 3, 4, 5, 6}
+    assert {scenario for scenario, _ in found} == {1, 2, 3, 4, 5, 6, 7}
 
     send = found[1, "send"]
     assert send["ok"] > 0 and send["exactly_once"] is True
@@ -42,6 +42,8 @@ def test_every_scenario_runs_against_chat(tmp_path):
     idle = found[5, "idle"]
     assert idle["opened"] == idle["wanted"] and idle["fan_out_delivered"] == idle["opened"]
     assert found[6, "storm"]["logins"]["statuses"]
+    channel = found[7, "channel"]
+    assert channel["delivered"] == channel["deliveries"] > 0 and channel["lost"] == 0 and channel["duplicated"] == 0
 
     table = completed.stdout
     assert "| 1 send · 2xx req/s |" in table and "| 5 idle · server RSS KiB per socket |" in table

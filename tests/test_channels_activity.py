@@ -107,6 +107,9 @@ async def test_rooms_added_and_removed_arrive_and_their_messages_count(activity_
         seen: list[dict] = []
         await recv_until(ws, lambda f: f["type"] == "room_added", seen=seen)
         assert not [f for f in seen if f.get("room") == room]  # nothing more from the room bob left
+        mine = make_channel(bob, [])  # a channel bob creates reaches his other devices' sidebars too
+        created = await recv_until(ws, lambda f: f["type"] == "room_added")
+        assert created["room"]["room"] == mine and created["room"]["role"] == "owner"
 
 
 async def test_the_same_refusals_as_the_room_sockets(activity_server):

@@ -4,6 +4,8 @@ every endpoint and error of the table, in process (Quart's test client) on the c
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from .support import assert_error
 
@@ -158,3 +160,30 @@ async def test_every_rooms_endpoint_needs_a_session(client):
         ("POST", "/rooms/ch-1/archive"),
     ):
         await assert_error(await client.open(path, method=method, json={}), 401, "unauthorized")
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=10,
+)
+FIELDS = ("name", "topic", "private", "member_ids", "user_ids", "role", "room", "content", "up_to", "receiver_id")
+BODIES = st.one_of(JSON_VALUES, st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=5))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES, target=st.sampled_from(["ch-1", "ch-0", "dm-1-2", "x", "ch-99999999999"]))
+async def test_bad_input_gets_a_json_answer_never_a_server_error(trio, body, target):
+    (alice, _a), *_ = trio
+    for method, path in (
+        ("POST", "/rooms"),
+        ("PATCH", f"/rooms/{target}"),
+        ("POST", f"/rooms/{target}/members"),
+        ("DELETE", f"/rooms/{target}/members/1"),
+        ("POST", f"/rooms/{target}/join"),
+        ("POST", "/send-message"),
+        ("POST", "/mark-read"),
+    ):
+        response = await alice.open(path, method=method, json=body)
+        assert response.status_code < 500, (path, body, await response.get_data(as_text=True))
+        assert response.mimetype == "application/json" or response.status_code == 204
