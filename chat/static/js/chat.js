@@ -121,7 +121,8 @@ const activity = new ActivityStream({
   activity(frame) {
     const seen = channels.activity(frame) ?? people.activity(frame);
     if (seen === null) {
-      if (isChannel(frame.room)) channels.refresh(); // added while the list was loading
+      // a room the lists do not show yet: added while they were loading, or someone new wrote to me
+      (isChannel(frame.room) ? channels : people).refresh();
       return;
     }
     if (seen.fresh && frame.unread > 0 && (frame.mention || !isChannel(frame.room))) {
