@@ -248,6 +248,8 @@ def test_a_removed_member_is_told_and_an_archived_channel_is_read_only(people):
     sign_up(alice)
     create_channel(alice, "ops", private=True, members=["bob"])
     channel_address = alice.page.url
+    opened = []  # bob's sockets on the channel
+    bob.page.on("websocket", lambda socket: "/ws/rooms/ch-" in socket.url and opened.append(socket.url))
     open_channel(bob, "ops")
     alice.type_and_send("deploy at noon")
     expect(bob.contents()).to_have_text(["deploy at noon"])
@@ -267,6 +269,9 @@ def test_a_removed_member_is_told_and_an_archived_channel_is_read_only(people):
     expect(bob.page.locator("#connection")).to_be_hidden()
     expect(channel_link(bob, "ops")).to_have_count(0)
     expect(bob.contents()).to_have_text(["deploy at noon"])  # what he saw stays on screen
+    # proving that no reconnect comes takes a wait: three times the first backoff delay (at most 500 ms)
+    bob.page.wait_for_timeout(1_500)
+    assert len(opened) == 1, opened
 
     # archiving asks first, then makes the channel read-only
     panel.get_by_role("button", name="Archive channel").click()
