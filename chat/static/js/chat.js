@@ -351,10 +351,11 @@ $("back").addEventListener("click", (event) => {
   navigate(null);
 });
 $("jump").addEventListener("click", () => conversation?.scrollToBottom());
-for (const [button, dialog] of [[$("new-channel"), createDialog], [$("browse-channels"), browseDialog]]) {
-  button.addEventListener("click", () => dialog.open());
-  button.disabled = false; // off until this script runs
-}
+const channelButtons = [
+  [$("new-channel"), createDialog],
+  [$("browse-channels"), browseDialog],
+];
+for (const [button, dialog] of channelButtons) button.addEventListener("click", () => dialog.open());
 joinPrompt.addEventListener("click", async () => {
   const channel = await joinChannel(joinPrompt.dataset.room, (text) => {
     placeholderText.textContent = text;
@@ -377,5 +378,6 @@ window.addEventListener("beforeunload", (event) => {
 });
 
 await refreshLists();
+for (const [button] of channelButtons) button.disabled = false; // off until the people to pick from are known
 activity.start();
 await show(targetFromUrl());
