@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from . import test_pages_browser as pages
+from .support import BACKEND, Server
 from .test_pages_browser import Person, assert_clean, sign_up
 
 # the same Chromium and the same people as the direct-message pages' tests
@@ -20,6 +21,16 @@ browser = pages.browser
 people = pages.people
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A real hypercorn; on PostgreSQL + Redis two workers, so that the people's sockets land on different ones."""
+    srv = Server(workdir=tmp_path, workers=2 if BACKEND == "postgres" else 1).start()
+    yield srv
+    srv.stop()
+    assert "Traceback" not in srv.log(), srv.log()
+
 
 expect.set_options(timeout=15_000)
 
