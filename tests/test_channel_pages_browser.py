@@ -300,3 +300,47 @@ def test_a_removed_member_is_told_and_an_archived_channel_is_read_only(people):
     expect(page.locator("#people")).to_be_hidden()
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     assert_clean(alice, bob, carol)
+
+
+# Observes the page's notifications (the real Notification API still shows them) and lets the test hide the tab.
+WATCH_NOTIFICATIONS = """
+window.shown = [];
+window.tabHidden = false;
+const Real = window.Notification;
+window.Notification = class extends Real {
+  constructor(title, options) { super(title, options); window.shown.push(title); }
+};
+Object.defineProperty(document, "visibilityState", { get: () => (window.tabHidden ? "hidden" : "visible") });
+"""
+
+
+def test_mentions_and_direct_messages_notify_while_the_tab_is_hidden(people, browser, server):
+    bob, alice = people("bob"), people("alice")
+    sign_up(bob)
+    sign_up(alice)
+    expect(bob.page.get_by_role("button", name="Notify me of mentions and direct messages")).to_be_visible()
+    bob.page.context.grant_permissions(["notifications"], origin=server.base_url)
+    bob.page.add_init_script(WATCH_NOTIFICATIONS)
+    bob.page.reload()
+    expect(bob.person_link("alice")).to_be_visible()
+    # permission given: nothing more to offer
+    expect(bob.page.get_by_role("button", name="Notify me of mentions and direct messages")).to_be_hidden()
+    create_channel(alice, "general", members=["bob"])
+    expect(channel_link(bob, "general")).to_be_visible()
+
+    bob.page.evaluate("window.tabHidden = true")
+    alice.type_and_send("no mention here")
+    expect(channel_link(bob, "general").locator(".badge")).to_have_text("1")
+    alice.type_and_send("@bob the build is red")
+    expect(channel_link(bob, "general").locator(".mention-badge")).to_have_text("@1")
+    alice.open_conversation("bob")
+    alice.type_and_send("ping")
+    expect(bob.person_link("alice").locator(".badge")).to_have_text("1")
+    assert bob.page.evaluate("window.shown") == ["You were mentioned in #general", "New message from alice"]
+
+    # on screen, nothing pops up
+    bob.page.evaluate("window.tabHidden = false")
+    alice.type_and_send("pong")
+    expect(bob.person_link("alice").locator(".badge")).to_have_text("2")
+    assert bob.page.evaluate("window.shown") == ["You were mentioned in #general", "New message from alice"]
+    assert_clean(alice, bob)
