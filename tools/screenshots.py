@@ -1,4 +1,4 @@
-"""Screenshots for the README: the sign-in page and a conversation, from a real server in Debian's Chromium.
+"""Screenshots for the README: the sign-in page, a conversation and a channel, from a real server in Chromium.
 
 .venv/bin/python -m tools.screenshots      (writes docs/screenshots/*.png)
 """
@@ -21,6 +21,11 @@ LINES = [
     ("bob", "Great. Can you share the rollback steps in the runbook?"),
     ("alice", "Done, section 4. Ping me if anything looks off."),
 ]
+CHANNEL_LINES = [
+    ("bob", "Release 2.4 is tagged."),
+    ("carol", "Changelog is up, @alice can you check the migration notes?"),
+    ("dave", "Staging looks green from here."),
+]
 
 
 def main() -> None:
@@ -32,6 +37,12 @@ def main() -> None:
             other = "bob" if sender == "alice" else "alice"
             people[sender][0].post("/send-message", json={"receiver_id": people[other][1]["id"], "content": text})
         people["carol"][0].post("/send-message", json={"receiver_id": people["alice"][1]["id"], "content": "Lunch?"})
+        members = [people[name][1]["id"] for name in ("bob", "carol", "dave")]
+        alice = people["alice"][0]
+        channel = alice.post("/rooms", json={"name": "releases", "topic": "What ships, when", "member_ids": members})
+        alice.post("/rooms", json={"name": "random", "member_ids": members})
+        for sender, text in CHANNEL_LINES:
+            people[sender][0].post("/send-message", json={"room": channel.json()["room"], "content": text})
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1100, "height": 680})
@@ -45,6 +56,11 @@ def main() -> None:
             expect(page.get_by_text(LINES[-1][1])).to_be_visible()
             page.get_by_label("Message", exact=True).fill("On it ")
             page.screenshot(path=OUT / "conversation.png")
+            page.goto(f"{server.base_url}/chat?room={channel.json()['room']}")
+            expect(page.get_by_text(CHANNEL_LINES[-1][1])).to_be_visible()
+            page.get_by_role("button", name="members").click()
+            page.get_by_label("Message", exact=True).press_sequentially("Checking now, @d")
+            page.screenshot(path=OUT / "channel.png")
             browser.close()
     finally:
         server.stop()

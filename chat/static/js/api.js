@@ -22,6 +22,8 @@ export async function request(method, url, body) {
 
 export const getJSON = (url) => request("GET", url);
 export const postJSON = (url, body) => request("POST", url, body ?? {});
+export const patchJSON = (url, body) => request("PATCH", url, body);
+export const deleteJSON = (url) => request("DELETE", url);
 
 /** Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), at least 1. */
 export function retryAfterSeconds(headers) {

@@ -1,13 +1,16 @@
 // The message box: Enter sends, Shift+Enter is a new line, blank messages are not sent, and the length limit
-// (counted in code points, as the server counts) is shown under it.
+// (counted in code points, as the server counts) is shown under it. An archived channel's box is read-only.
 
 const codePoints = (text) => [...text].length;
 // what the server refuses in any text: NUL, and lone surrogates (which no UTF-8 column can hold)
 const unstorable = (text) => text.includes("\0") || /\p{Cs}/u.test(text);
 
 export class Composer {
-  constructor({ form, input, counter, error, maxLength, onSend, onTyping }) {
+  constructor({ form, input, counter, error, note, maxLength, onSend, onTyping }) {
     this.form = form;
+    this.note = note;
+    this.button = form.querySelector("[type=submit]");
+    this.completer = null; // keys go to an open @-completion list first
     this.input = input;
     this.counter = counter;
     this.error = error;
@@ -21,10 +24,11 @@ export class Composer {
       this.submit();
     });
     this.changed();
-    form.querySelector("[type=submit]").disabled = false; // off until this script runs
+    this.button.disabled = false; // off until this script runs
   }
 
   keydown(event) {
+    if (this.completer?.handleKey(event)) return;
     // isComposing: Enter that confirms an IME candidate (Japanese, Chinese...) must not send
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
@@ -47,16 +51,25 @@ export class Composer {
 
   submit() {
     const content = this.input.value;
-    if (!content.trim() || this.input.getAttribute("aria-invalid") === "true") return;
+    if (this.input.disabled || !content.trim() || this.input.getAttribute("aria-invalid") === "true") return;
     this.onSend(content);
     this.input.value = "";
     this.changed();
     this.input.focus();
   }
 
-  prepare(peerName) {
-    this.input.placeholder = `Message ${peerName}`;
+  prepare(placeholder) {
+    this.input.placeholder = placeholder;
     this.error.textContent = "";
+    this.setReadOnly(null);
+  }
+
+  /** A note (why nothing can be sent here) makes the box read-only; null makes it writable again. */
+  setReadOnly(note) {
+    this.input.disabled = note !== null;
+    this.button.disabled = note !== null;
+    this.note.hidden = note === null;
+    this.note.textContent = note ?? "";
   }
 
   say(message) {

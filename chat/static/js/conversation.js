@@ -1,6 +1,6 @@
-// One open conversation: its history (latest page first, older pages as you scroll up), live frames from the
-// room's websocket, your own messages from "sending" to "sent" (when their echo comes back) to "seen", typing,
-// and read markers.
+// One open conversation, a direct one or a channel: its history (latest page first, older pages as you scroll
+// up), live frames from the room's websocket, your own messages from "sending" to "sent" (when their echo comes
+// back) to "seen", typing, read markers, and in a channel who said what, mentions of me, and member changes.
 import { getJSON, postJSON } from "./api.js";
 import { RoomSocket } from "./socket.js";
 import { fullTime, shortTime } from "./time.js";
@@ -14,9 +14,7 @@ const RETRY_BUSY_MS = 2_000;
 const STATUS_TEXT = { sending: "Sending…", sent: "Sent", seen: "Seen" };
 const FOUND_SHOWN_MS = 2_500;
 
-export const roomOf = (a, b) => `dm-${Math.min(a, b)}-${Math.max(a, b)}`;
-
-// Messages typed but not yet acknowledged, per peer. They outlive a switch to another conversation and are
+// Messages typed but not yet acknowledged, per room. They outlive a switch to another conversation and are
 // sent (again) whenever that room's socket opens: the server keeps one message per client_id.
 const outboxes = new Map();
 export const hasUnsent = () => [...outboxes.values()].some((outbox) => outbox.size > 0);
@@ -31,28 +29,60 @@ export function newClientId() {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
+/** The @names in a text, as text nodes and <mark> elements (never HTML): names is a Set of lower-cased names. */
+export function withMentions(text, names) {
+  const parts = [];
+  const pattern = /(^|[^\p{L}\p{N}_.-])@([\p{L}\p{N}_.-]+)/gu;
+  let from = 0;
+  for (const match of text.matchAll(pattern)) {
+    const at = match.index + match[1].length;
+    // the longest mentioned name the word starts with ("@bob." is bob at the end of a sentence)
+    let name = match[2];
+    while (name && !names.has(name.toLowerCase())) name = name.slice(0, -1);
+    if (!name || /^[\p{L}\p{N}_]/u.test(match[2].slice(name.length))) continue;
+    parts.push(document.createTextNode(text.slice(from, at)));
+    const mark = document.createElement("mark");
+    mark.className = "mention";
+    mark.textContent = `@${name}`;
+    parts.push(mark);
+    from = at + 1 + name.length;
+  }
+  parts.push(document.createTextNode(text.slice(from)));
+  return parts;
+}
+
 export class Conversation {
-  constructor({ me, peer, people, ui, composer, onConnection, onUnauthorized }) {
+  /**
+   * @param target {room, title, peer (a direct conversation's other person; none in a channel)}
+   * @param names (user id) => username or null
+   * @param sidebar {setUnread(n), addUnread()} for this room's sidebar entry
+   * @param on {connection(state), unauthorized(), presence(id, online), removed() (closed with 4403),
+   *   room(channel), member(frame), liveCounts() (true while the activity stream counts unread for the sidebar)}
+   */
+  constructor({ me, target, names, sidebar, ui, composer, on }) {
     this.me = me;
-    this.peer = peer;
-    this.people = people;
+    this.target = target;
+    this.peer = target.peer ?? null;
+    this.names = names;
+    this.sidebar = sidebar;
     this.ui = ui; // {scroller, list, historyStatus, typing, jump}
     this.composer = composer;
-    this.onUnauthorized = onUnauthorized;
-    this.room = roomOf(me.id, peer.id);
-    if (!outboxes.has(peer.id)) outboxes.set(peer.id, new Map());
-    this.outbox = outboxes.get(peer.id); // client_id -> content
+    this.on = on;
+    this.onUnauthorized = on.unauthorized;
+    this.room = target.room;
+    if (!outboxes.has(this.room)) outboxes.set(this.room, new Map());
+    this.outbox = outboxes.get(this.room); // client_id -> content
     this.elements = new Map(); // message id -> <li>
     this.pendingElements = new Map(); // client_id -> <li>
     this.lastSeenId = 0;
     this.oldestId = null;
     this.hasMore = false;
     this.loadingOlder = null;
-    this.newestFromPeer = 0;
+    this.newestFromOthers = 0;
     this.markedUpTo = 0;
     this.peerReadUpTo = 0;
     this.lastTypingSent = 0;
-    this.typingTimer = null;
+    this.typists = new Map(); // user id -> the timer that forgets they were typing
     this.retryTimer = null;
     this.closed = false;
     this.onScroll = () => this.scrolled();
@@ -61,7 +91,8 @@ export class Conversation {
       onFrame: (frame) => this.receive(frame),
       onState: (state) => {
         if (state.state === "open") this.flush();
-        onConnection(state);
+        if (state.state === "refused") this.on.removed();
+        else on.connection(state);
       },
     });
   }
@@ -84,7 +115,7 @@ export class Conversation {
   close() {
     this.closed = true;
     this.ui.scroller.removeEventListener("scroll", this.onScroll);
-    clearTimeout(this.typingTimer);
+    this.hideTyping();
     clearTimeout(this.retryTimer);
     this.socket.stop();
   }
@@ -92,7 +123,8 @@ export class Conversation {
   // ---------------------------------------------------------------- history
 
   async fetchPage(cursor) {
-    const query = new URLSearchParams({ user_id: this.peer.id, limit: PAGE_SIZE, ...cursor });
+    const where = this.peer ? { user_id: this.peer.id } : { room: this.room };
+    const query = new URLSearchParams({ ...where, limit: PAGE_SIZE, ...cursor });
     const result = await getJSON(`/get-messages?${query}`);
     if (result.status === 401) this.onUnauthorized();
     return result;
@@ -156,9 +188,11 @@ export class Conversation {
       const older = document.createDocumentFragment();
       for (const message of result.data.messages) {
         if (this.elements.has(message.id)) continue;
-        older.append(this.element(message));
+        const item = this.element(message);
+        this.markMention(item, message);
+        older.append(item);
         this.oldestId = Math.min(this.oldestId, message.id);
-        this.noteFromPeer(message);
+        this.noteFromOthers(message);
       }
       this.ui.list.prepend(older);
       scroller.scrollTop = scroller.scrollHeight - fromBottom;
@@ -184,9 +218,12 @@ export class Conversation {
   }
 
   updateHistoryStatus() {
+    const { title } = this.target;
+    const empty = !this.elements.size && !this.outbox.size;
     if (this.hasMore) this.setHistoryStatus("Scroll up for earlier messages.");
-    else if (this.elements.size || this.outbox.size) this.setHistoryStatus(`This is the start of your conversation with ${this.peer.username}.`);
-    else this.setHistoryStatus(`No messages yet. Say hello to ${this.peer.username}!`);
+    else if (!this.peer) this.setHistoryStatus(empty ? `No messages in #${title} yet. Say hello!` : `This is the start of #${title}.`);
+    else if (!empty) this.setHistoryStatus(`This is the start of your conversation with ${title}.`);
+    else this.setHistoryStatus(`No messages yet. Say hello to ${title}!`);
   }
 
   scrolled() {
@@ -207,17 +244,22 @@ export class Conversation {
 
   // ---------------------------------------------------------------- rendering
 
+  senderName(id) {
+    return this.names(id) ?? `user ${id}`;
+  }
+
   element(message, status = null) {
     const mine = message.sender_id === this.me.id;
     const item = document.createElement("li");
     item.className = `message ${mine ? "mine" : "theirs"}`;
     if (message.id) item.dataset.id = String(message.id);
     const speaker = document.createElement("span");
-    speaker.className = "visually-hidden";
-    speaker.textContent = mine ? "You: " : `${this.peer.username}: `;
+    // in a channel several people talk: each message says whose it is
+    speaker.className = this.peer || mine ? "visually-hidden" : "sender";
+    speaker.textContent = mine ? "You: " : `${this.senderName(message.sender_id)}${this.peer ? ": " : ""}`;
     const content = document.createElement("p");
     content.className = "content";
-    content.textContent = message.content; // text, never HTML
+    content.append(...this.contentNodes(message)); // text, never HTML
     const meta = document.createElement("p");
     meta.className = "meta";
     const time = document.createElement("time");
@@ -231,6 +273,13 @@ export class Conversation {
     this.stamp(item, message.timestamp);
     if (mine) this.setStatus(item, status ?? (message.id <= this.peerReadUpTo ? "seen" : "sent"));
     return item;
+  }
+
+  contentNodes(message) {
+    const mentioned = message.mentions ?? [];
+    if (!mentioned.length) return [document.createTextNode(message.content)];
+    const names = new Set(mentioned.map((id) => (id === this.me.id ? this.me.username : this.names(id) ?? "").toLowerCase()));
+    return withMentions(message.content, names);
   }
 
   stamp(item, timestamp) {
@@ -256,6 +305,7 @@ export class Conversation {
 
   addConfirmed(message) {
     const item = this.element(message);
+    this.markMention(item, message);
     this.place(item, message.id);
     this.remember(message, item);
   }
@@ -264,11 +314,21 @@ export class Conversation {
     this.elements.set(message.id, item);
     this.lastSeenId = Math.max(this.lastSeenId, message.id);
     this.oldestId = this.oldestId === null ? message.id : Math.min(this.oldestId, message.id);
-    this.noteFromPeer(message);
+    this.noteFromOthers(message);
   }
 
-  noteFromPeer(message) {
-    if (message.sender_id === this.peer.id) this.newestFromPeer = Math.max(this.newestFromPeer, message.id);
+  noteFromOthers(message) {
+    if (message.sender_id !== this.me.id) this.newestFromOthers = Math.max(this.newestFromOthers, message.id);
+  }
+
+  /** A message that mentions me stands out (and says so to screen readers). */
+  markMention(item, message) {
+    if (!(message.mentions ?? []).includes(this.me.id) || message.sender_id === this.me.id) return;
+    item.classList.add("mentions-me");
+    const note = document.createElement("span");
+    note.className = "visually-hidden";
+    note.textContent = " (mentions you)";
+    item.querySelector(".content").after(note);
   }
 
   showPending(clientId, content) {
@@ -313,9 +373,13 @@ export class Conversation {
       case "typing":
         return this.onTyping(frame.user_id);
       case "presence":
-        return this.people.setOnline(frame.user_id, Boolean(frame.online));
+        return this.on.presence(frame.user_id, Boolean(frame.online));
       case "read":
         return this.onRead(frame.user_id, frame.up_to);
+      case "member":
+        return this.on.member(frame);
+      case "room":
+        return frame.room && this.on.room(frame.room);
       case "error":
         return this.onError(frame);
       default:
@@ -332,10 +396,10 @@ export class Conversation {
     } else {
       this.addConfirmed(message);
     }
-    if (message.sender_id === this.peer.id) {
-      this.hideTyping();
+    if (message.sender_id !== this.me.id) {
+      this.stoppedTyping(message.sender_id);
       if (document.visibilityState === "visible") this.markSeen();
-      else this.people.addUnread(this.peer.id);
+      else if (!this.on.liveCounts()) this.sidebar.addUnread(); // else the activity stream counts it
     }
     this.updateHistoryStatus();
     if (stickToBottom || pending) this.scrollToBottom();
@@ -366,37 +430,54 @@ export class Conversation {
   }
 
   onTyping(userId) {
-    if (userId !== this.peer.id) return;
-    this.ui.typing.textContent = `${this.peer.username} is typing…`;
-    clearTimeout(this.typingTimer);
-    this.typingTimer = setTimeout(() => this.hideTyping(), TYPING_SHOWN_MS);
+    if (userId === this.me.id) return;
+    clearTimeout(this.typists.get(userId));
+    this.typists.set(userId, setTimeout(() => this.stoppedTyping(userId), TYPING_SHOWN_MS));
+    this.showTyping();
+  }
+
+  stoppedTyping(userId) {
+    clearTimeout(this.typists.get(userId));
+    this.typists.delete(userId);
+    this.showTyping();
+  }
+
+  showTyping() {
+    const names = [...this.typists.keys()].map((id) => this.senderName(id));
+    if (names.length === 0) this.ui.typing.textContent = "";
+    else if (names.length === 1) this.ui.typing.textContent = `${names[0]} is typing…`;
+    else if (names.length <= 3) this.ui.typing.textContent = `${names.slice(0, -1).join(", ")} and ${names.at(-1)} are typing…`;
+    else this.ui.typing.textContent = "Several people are typing…";
   }
 
   hideTyping() {
-    clearTimeout(this.typingTimer);
-    this.ui.typing.textContent = "";
+    for (const timer of this.typists.values()) clearTimeout(timer);
+    this.typists.clear();
+    this.showTyping();
   }
 
   onRead(userId, upTo) {
-    if (userId === this.peer.id) {
+    if (userId !== this.me.id) {
+      // "Seen": by the other person, or in a channel by someone
       this.peerReadUpTo = Math.max(this.peerReadUpTo, upTo);
       for (const [id, item] of this.elements) {
         if (id <= upTo && item.dataset.status === "sent") this.setStatus(item, "seen");
       }
     } else if (userId === this.me.id) {
       this.markedUpTo = Math.max(this.markedUpTo, upTo); // read in another tab of mine
-      if (upTo >= this.newestFromPeer) this.people.setUnread(this.peer.id, 0);
+      if (upTo >= this.newestFromOthers) this.sidebar.setUnread(0);
     }
   }
 
   /** The conversation is on screen: its messages are read (and the peer is told). */
   markSeen() {
     if (this.closed || document.visibilityState !== "visible") return;
-    this.people.setUnread(this.peer.id, 0);
-    if (this.newestFromPeer <= this.markedUpTo) return;
-    this.markedUpTo = this.newestFromPeer;
+    this.sidebar.setUnread(0);
+    if (this.newestFromOthers <= this.markedUpTo) return;
+    this.markedUpTo = this.newestFromOthers;
     if (!this.socket.send({ type: "read", up_to: this.markedUpTo })) {
-      postJSON("/mark-read", { user_id: this.peer.id, up_to: this.markedUpTo });
+      const where = this.peer ? { user_id: this.peer.id } : { room: this.room };
+      postJSON("/mark-read", { ...where, up_to: this.markedUpTo });
     }
   }
 }

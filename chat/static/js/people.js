@@ -1,120 +1,105 @@
-// The people list: everyone else, an online dot (kept live by presence frames and a periodic refresh) and an
-// unread badge (from /get-users; cleared as the open conversation's messages are seen).
-import { getJSON } from "./api.js";
+// The people list ("Direct messages"): everyone else, an online dot and unread / mention badges. The list comes
+// from /get-users; the activity stream (/ws/me) keeps dots and badges live, and polling takes over only while
+// that stream is down.
+import { RoomList, paintLink, roomLink } from "./sidebar.js";
 
-const REFRESH_MS = 30_000;
+const POLL_MS = 30_000;
 
-export class PeopleList {
-  constructor({ list, empty, onChoose, onChange, onUnauthorized }) {
+export const roomOf = (a, b) => `dm-${Math.min(a, b)}-${Math.max(a, b)}`;
+
+export class PeopleList extends RoomList {
+  constructor({ me, list, empty, onChoose, onChange, onUnauthorized, isLive }) {
+    super({ url: "/get-users", onUnauthorized });
+    this.me = me;
     this.list = list;
     this.empty = empty;
     this.onChoose = onChoose;
     this.onChange = onChange;
-    this.onUnauthorized = onUnauthorized;
-    this.people = new Map(); // id -> {user, item, link, dot, state, badge}
-    this.currentId = null;
-    this.loaded = false;
+    this.ids = new Map(); // user id -> the room of our direct conversation
+    setInterval(() => isLive() || this.refresh(), POLL_MS);
   }
 
-  /** Refresh from /get-users now and then every REFRESH_MS (presence of people in other rooms, new unread). */
-  start() {
-    setInterval(() => this.refresh(), REFRESH_MS);
-    return this.refresh();
+  loaded(result) {
+    if (result.ok) this.render(result.data.users);
   }
 
-  async refresh() {
-    const result = await getJSON("/get-users");
-    if (result.status === 401) return this.onUnauthorized();
-    if (!result.ok) return;
-    this.render(result.data.users);
-    this.loaded = true;
+  entry(id) {
+    return this.entries.get(this.ids.get(id));
   }
 
   get(id) {
-    return this.people.get(id)?.user ?? null;
+    return this.entry(id)?.user ?? null;
+  }
+
+  name(id) {
+    return this.get(id)?.username ?? null;
+  }
+
+  all() {
+    return [...this.entries.values()].map((entry) => entry.user);
   }
 
   render(users) {
     const seen = new Set();
     for (const user of users) {
-      seen.add(user.id);
-      const entry = this.people.get(user.id) ?? this.create(user);
-      if (user.id === this.currentId && document.visibilityState === "visible") user.unread = 0;
+      const room = roomOf(this.me.id, user.id);
+      seen.add(room);
+      const entry = this.entries.get(room) ?? this.create(user, room);
       entry.user = user;
       this.list.append(entry.item); // re-appending keeps the server's order (by username)
-      this.paint(entry);
+      this.setCounts(room, { unread: user.unread, mentions: user.mentions ?? 0 });
     }
-    for (const [id, entry] of this.people) {
-      if (!seen.has(id)) {
-        entry.item.remove();
-        this.people.delete(id);
-      }
+    for (const [room, entry] of this.entries) {
+      if (seen.has(room)) continue;
+      entry.item.remove();
+      this.entries.delete(room);
+      this.ids.delete(entry.user.id);
     }
-    this.empty.hidden = this.people.size > 0;
+    this.empty.hidden = this.entries.size > 0;
   }
 
-  create(user) {
-    const item = document.createElement("li");
-    const link = document.createElement("a");
-    link.className = "person";
-    link.href = `/chat?user_id=${user.id}`;
-    link.dataset.userId = String(user.id);
-    const dot = document.createElement("span");
-    dot.className = "presence-dot";
-    dot.setAttribute("aria-hidden", "true");
-    const name = document.createElement("span");
-    name.className = "person-name";
-    name.textContent = user.username;
-    const state = document.createElement("span");
-    state.className = "visually-hidden";
-    const badge = document.createElement("span");
-    badge.className = "badge";
-    link.append(dot, name, state, badge);
-    item.append(link);
-    link.addEventListener("click", (event) => {
-      if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
-      event.preventDefault(); // same page, no reload: just open the conversation
-      this.onChoose(user.id);
+  create(user, room) {
+    const entry = roomLink({
+      href: `/chat?user_id=${user.id}`,
+      name: user.username,
+      withDot: true,
+      onChoose: () => this.onChoose(user.id),
     });
-    const entry = { user, item, link, dot, state, badge };
-    this.people.set(user.id, entry);
+    entry.link.dataset.userId = String(user.id);
+    entry.counts = { unread: 0, mentions: 0, lastMessageId: 0 };
+    this.entries.set(room, entry);
+    this.ids.set(user.id, room);
     return entry;
   }
 
-  paint({ user, link, dot, state, badge }) {
-    dot.classList.toggle("online", user.online);
-    state.textContent = user.online ? ", online" : ", offline";
-    badge.hidden = user.unread === 0;
-    badge.textContent = user.unread > 99 ? "99+" : String(user.unread);
-    badge.title = `${user.unread} unread`;
-    link.classList.toggle("has-unread", user.unread > 0);
-    if (user.id === this.currentId) link.setAttribute("aria-current", "page");
-    else link.removeAttribute("aria-current");
+  title(entry) {
+    return entry.user.username;
+  }
+
+  paint(entry) {
+    const { user, counts } = entry;
+    paintLink(entry, { ...counts, online: user.online, current: this.ids.get(user.id) === this.current });
     this.onChange(user);
   }
 
-  update(id, changes) {
-    const entry = this.people.get(id);
-    if (!entry) return;
-    Object.assign(entry.user, changes);
+  /** A presence frame; someone not in the list yet has just signed up: fetch the list again. */
+  setOnline(id, online) {
+    if (id === this.me.id) return;
+    const entry = this.entry(id);
+    if (!entry) {
+      this.refresh();
+      return;
+    }
+    entry.user.online = online;
     this.paint(entry);
   }
 
-  setOnline(id, online) {
-    this.update(id, { online });
-  }
-
-  setUnread(id, unread) {
-    this.update(id, { unread });
-  }
-
-  addUnread(id) {
-    const user = this.get(id);
-    if (user) this.setUnread(id, user.unread + 1);
-  }
-
-  setCurrent(id) {
-    this.currentId = id;
-    for (const entry of this.people.values()) this.paint(entry);
+  /** A snapshot's list of who is online: the truth for everyone in the list. */
+  setOnlineSet(ids) {
+    const online = new Set(ids);
+    for (const entry of this.entries.values()) {
+      entry.user.online = online.has(entry.user.id);
+      this.paint(entry);
+    }
   }
 }

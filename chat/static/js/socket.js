@@ -1,21 +1,24 @@
-// One room's websocket that keeps itself connected: reconnects with exponential backoff and random jitter
-// (so that a restarted server is not hit by every client at the same instant), and resumes with
-// ?after=<last id seen>, which makes the server replay whatever was missed.
+// A websocket that keeps itself connected: reconnects with exponential backoff and random jitter (so that a
+// restarted server is not hit by every client at the same instant). A room's socket resumes with
+// ?after=<last id seen>, which makes the server replay whatever was missed; the caller's activity stream
+// (/ws/me) starts over with a fresh snapshot. Close code 4403 (no longer a member) is final: no reconnect.
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 10_000;
 const STABLE_MS = 5_000; // a connection that lasted this long starts the backoff over
+export const NOT_A_MEMBER = 4403;
 
-export class RoomSocket {
+export class LiveSocket {
   /**
-   * @param room "dm-1-2"
-   * @param lastSeenId () => the highest message id shown so far
+   * @param path "/ws/me"
+   * @param query () => the query string to connect with ("" for none)
    * @param onFrame (frame) => void, for every JSON frame from the server
-   * @param onState ({state, attempt, retryInMs}) => void; state is connecting | open | reconnecting | closed
+   * @param onState ({state, attempt, retryInMs, code}) => void; state is connecting | open | reconnecting |
+   *   closed | refused (closed with 4403: stays closed)
    */
-  constructor(room, { lastSeenId, onFrame, onState }) {
-    this.room = room;
-    this.lastSeenId = lastSeenId;
+  constructor(path, { query = () => "", onFrame, onState }) {
+    this.path = path;
+    this.query = query;
     this.onFrame = onFrame;
     this.onState = onState;
     this.ws = null;
@@ -52,8 +55,8 @@ export class RoomSocket {
 
   url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const after = encodeURIComponent(this.lastSeenId());
-    return `${scheme}//${location.host}/ws/rooms/${encodeURIComponent(this.room)}?after=${after}`;
+    const query = this.query();
+    return `${scheme}//${location.host}${this.path}${query ? `?${query}` : ""}`;
   }
 
   connect() {
@@ -79,6 +82,11 @@ export class RoomSocket {
     ws.addEventListener("close", (event) => {
       if (this.ws !== ws || this.stopped) return;
       this.ws = null;
+      if (event.code === NOT_A_MEMBER) {
+        this.stop();
+        this.onState({ state: "refused", code: event.code });
+        return;
+      }
       if (openedAt !== null && Date.now() - openedAt >= STABLE_MS) this.failures = 0;
       this.failures += 1;
       this.schedule(event, openedAt !== null);
@@ -96,5 +104,17 @@ export class RoomSocket {
   retrySoon() {
     if (this.stopped || this.ws !== null) return;
     this.connect();
+  }
+}
+
+/** One room's socket, resuming after the highest message id shown so far (lastSeenId()). */
+export class RoomSocket extends LiveSocket {
+  constructor(room, { lastSeenId, onFrame, onState }) {
+    super(`/ws/rooms/${encodeURIComponent(room)}`, {
+      query: () => `after=${encodeURIComponent(lastSeenId())}`,
+      onFrame,
+      onState,
+    });
+    this.room = room;
   }
 }
