@@ -45,7 +45,9 @@ _SPACES = " " * len(string.punctuation)
 _PUNCTUATION_SQL = string.punctuation.replace("'", "''")
 
 
-def pg_forward_statements(unaccent_schema: str | None) -> list[str]:
+def pg_forward_statements(unaccent_schema: str | None, schema: str = "public") -> list[str]:
+    """`schema`: where the functions are made. The functions that call chat_search_fold name it with its schema:
+    pg_restore runs with an empty search_path, and the generated column's function must still find it."""
     # immutable, as a generated column requires (unaccent() itself is only stable: its dictionary is named here)
     folded = (
         f'"{unaccent_schema}".unaccent(\'"{unaccent_schema}".unaccent\'::regdictionary, t)' if unaccent_schema else "t"
@@ -56,10 +58,10 @@ def pg_forward_statements(unaccent_schema: str | None) -> list[str]:
         # ASCII punctuation separates words, as in FTS5 (the parser would keep hosts and hyphenated words whole)
         "CREATE OR REPLACE FUNCTION chat_search_vector(content text) RETURNS tsvector"
         " LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT to_tsvector('simple'::regconfig,"
-        f" translate(chat_search_fold(content), '{_PUNCTUATION_SQL}', '{_SPACES}')) $$",
+        f" translate(\"{schema}\".chat_search_fold(content), '{_PUNCTUATION_SQL}', '{_SPACES}')) $$",
         "CREATE OR REPLACE FUNCTION chat_search_query(q text) RETURNS tsquery"
         " LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT to_tsquery('simple'::regconfig,"
-        " chat_search_fold(q)) $$",
+        f' "{schema}".chat_search_fold(q)) $$',
         # computed for every stored row now, and by PostgreSQL for every row written from now on
         "ALTER TABLE messages ADD COLUMN search_vector tsvector"
         " GENERATED ALWAYS AS (chat_search_vector(content)) STORED",
@@ -81,7 +83,8 @@ async def forward(apps, schema_editor) -> None:
     if client.capabilities.dialect == "postgres":
         await client.execute_query(PG_UNACCENT)
         _, rows = await client.execute_query(PG_UNACCENT_SCHEMA)
-        statements = pg_forward_statements(rows[0][0] if rows else None)
+        _, schema = await client.execute_query("SELECT current_schema()")
+        statements = pg_forward_statements(rows[0][0] if rows else None, schema[0][0])
     else:
         statements = SQLITE_FORWARD
     for statement in statements:
