@@ -92,6 +92,33 @@ def test_an_admin_deactivates_a_user_who_is_chatting(open_page, server):
         login(client, "alice")
 
 
+def test_an_admin_takes_over_and_archives_a_private_channel_from_the_admin_page(open_page, server):
+    for name in ("chief", "frank", "grace"):
+        register(httpx.Client(base_url=server.base_url), name)
+    make_admin(server, "chief")
+    with httpx.Client(base_url=server.base_url) as frank:
+        login(frank, "frank")
+        grace_id = next(u["id"] for u in frank.get("/get-users").json()["users"] if u["username"] == "grace")
+        room = frank.post("/rooms", json={"name": "backroom", "private": True, "member_ids": [grace_id]}).json()["room"]
+    page, dialogs = open_page("chief")
+    page.goto("/admin")
+    row = page.locator("#admin-channels tr", has_text="backroom")
+    expect(row.locator("td").nth(1)).to_have_text("private")
+    expect(row.locator("td").nth(4)).to_have_text("")
+    page.get_by_role("button", name="Take over backroom").click()
+    expect(row.locator("td").nth(4)).to_have_text("owner")
+    expect(row.locator("td").nth(2)).to_have_text("3")
+    page.get_by_role("button", name="Archive backroom").click()
+    expect(row.locator("td").nth(3)).to_have_text("archived")
+    assert dialogs == ["Archive backroom? It becomes read-only for everyone in it, and cannot be undone."]
+    with httpx.Client(base_url=server.base_url) as grace:
+        login(grace, "grace")
+        refused = grace.post("/send-message", json={"room": room, "content": "still open?"})
+        assert refused.status_code == 409 and refused.json()["error"] == "room_archived"
+    page.get_by_role("link", name="Open backroom").click()
+    expect(page).to_have_url(re.compile(rf"/chat\?room={room}$"))
+
+
 def test_a_member_sees_no_admin_page(open_page, server):
     register(httpx.Client(base_url=server.base_url), "carol")
     page, _ = open_page("carol")
