@@ -153,3 +153,44 @@ def test_a_person_exports_their_data_and_deletes_their_account(open_page, server
     expect(page).to_have_url(re.compile(r"/login-page$"))
     with httpx.Client(base_url=server.base_url) as client:
         assert client.post("/login", json={"username": "dave", "password": PASSWORD}).status_code == 401
+
+
+def test_a_person_changes_their_password_from_the_account_page(open_page, server):
+    register(httpx.Client(base_url=server.base_url), "hank")
+    other_device = httpx.Client(base_url=server.base_url)
+    login(other_device, "hank")
+    page, _ = open_page("hank")
+    page.get_by_role("link", name="hank").click()
+    expect(page).to_have_url(re.compile(r"/account$"))
+    form = page.locator("#change-password")
+    new_password = "a new one, with spaces ✓"
+
+    form.get_by_label("Current password").fill("not my password")
+    form.get_by_label("New password", exact=True).fill(new_password)
+    form.get_by_label("New password, again").fill(new_password)
+    form.get_by_role("button", name="Change password").click()
+    expect(page.locator("#current_password-error")).to_have_text("That password is wrong.")
+
+    form.get_by_label("Current password").fill(PASSWORD)
+    form.get_by_label("New password, again").fill(new_password + "x")
+    form.get_by_role("button", name="Change password").click()
+    expect(page.locator("#new_password_again-error")).to_have_text("The two new passwords are not the same.")
+
+    form.get_by_label("New password", exact=True).fill("short")
+    form.get_by_label("New password, again").fill("short")
+    form.get_by_role("button", name="Change password").click()
+    expect(page.locator("#new_password-error")).not_to_be_empty()  # the server's rule, beside the field
+
+    form.get_by_label("New password", exact=True).fill(new_password)
+    form.get_by_label("New password, again").fill(new_password)
+    form.get_by_role("button", name="Change password").click()
+    expect(page.locator("#password-changed")).to_have_text(
+        "Your password is changed. Your other sessions are signed out."
+    )
+    expect(form.get_by_label("Current password")).to_have_value("")
+    assert other_device.get("/me").status_code == 401  # the other session ended
+    assert page.request.get("/me").status == 200  # this one stays
+    with httpx.Client(base_url=server.base_url) as client:
+        assert client.post("/login", json={"username": "hank", "password": PASSWORD}).status_code == 401
+        login(client, "hank", new_password)
+    other_device.close()
