@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 from testkit.http import PASSWORD, login, register
 from testkit.servers import Server
 
+from .test_admin import _promote
 from .test_pages_browser import browser  # noqa: F401 - the module's one Chromium, a fixture
 
 pytestmark = pytest.mark.browser
@@ -56,8 +56,11 @@ def open_page(browser: Browser, server: Server):  # noqa: F811 - pytest passes t
 
 
 def make_admin(server: Server, name: str) -> None:
-    with sqlite3.connect(server.workdir / "instance" / "chat.sqlite3") as connection:
-        connection.execute("UPDATE users SET is_admin = 1 WHERE username = ?", (name,))
+    """On the configuration under test (SQLite, or PostgreSQL)."""
+    with httpx.Client(base_url=server.base_url) as client:
+        login(client, name)
+        user_id = client.get("/me").json()["id"]
+    _promote(server.workdir, user_id)
 
 
 def test_an_admin_deactivates_a_user_who_is_chatting(open_page, server):

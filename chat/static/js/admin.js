@@ -38,14 +38,23 @@ function render(users) {
   );
 }
 
-async function load() {
-  const result = await getJSON("/admin/users");
-  if (result.status === 401) return location.assign("/login-page");
-  if (!result.ok) {
-    status.textContent = result.data.message || "Could not load the people.";
-    return;
+/** GET a list for one table: its answer's data, or null (signed out: to the sign-in page; else said in `where`). */
+async function fetchList(url, where, what) {
+  const result = await getJSON(url);
+  if (result.status === 401) {
+    location.assign("/login-page");
+    return null;
   }
-  render(result.data.users);
+  if (!result.ok) {
+    where.textContent = result.data.message || `Could not load the ${what}.`;
+    return null;
+  }
+  return result.data;
+}
+
+async function load() {
+  const data = await fetchList("/admin/users", status, "people");
+  if (data) render(data.users);
 }
 
 async function act(user, deactivate) {
@@ -115,13 +124,8 @@ function renderChannels(channels) {
 }
 
 async function loadChannels() {
-  const result = await getJSON("/admin/rooms");
-  if (result.status === 401) return location.assign("/login-page");
-  if (!result.ok) {
-    channelStatus.textContent = result.data.message || "Could not load the channels.";
-    return;
-  }
-  renderChannels(result.data.rooms);
+  const data = await fetchList("/admin/rooms", channelStatus, "channels");
+  if (data) renderChannels(data.rooms);
 }
 
 async function channelAction(channel, action) {
