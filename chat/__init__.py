@@ -18,7 +18,7 @@ from .hosts import install_host_check
 from .instance import secure_instance_folder
 from .json_io import ChatRequest, OrjsonProvider, json_responses_first
 from .lifecycle import install_lifecycle
-from .logs import escape_client_text_in_logs
+from .logs import escape_client_text_in_logs, install_request_log, use_json_logs
 from .metrics import install_metrics
 from .openapi import SECURITY_SCHEMES, ChatOpenAPIProvider
 from .security import SESSION_COOKIE, SessionUser, check_request_origin
@@ -57,6 +57,7 @@ def create_app(**overrides: Any) -> Quart:
     app = _application(settings)
     _install_sessions(app, settings)
     _install_json_api(app)
+    install_request_log(app, settings.log_format)  # before the guards: their answers carry a request id too
     app_state = app.extensions["chat"] = build_state(settings)
     _install_guards(app, settings)
     install_lifecycle(app, settings, app_state)  # the database and the services start and stop with serving
@@ -71,6 +72,8 @@ def create_app(**overrides: Any) -> Quart:
 def _application(settings: Settings) -> Quart:
     """The Quart application in its own instance folder, with its secret key and chat's request classes."""
     escape_client_text_in_logs()
+    if settings.log_format == "json":
+        use_json_logs()  # before Quart's logger exists: it then adds no text handler of its own
     instance_path = settings.instance_path.resolve()
     secure_instance_folder(instance_path)
     app = Quart(__name__, instance_path=str(instance_path))

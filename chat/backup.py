@@ -4,14 +4,21 @@ SQLite: `VACUUM INTO` reads the database in one transaction, so the copy is the 
 instant (in WAL mode the server's writers are not blocked meanwhile), compacted, with no WAL beside it: a single
 file that is ready to serve. PostgreSQL: `pg_dump --format=custom`, which is consistent in the same way (one
 snapshot) and restored with `pg_restore` (docs/operations.md, "Backups").
+
+The files store: when the instance folder holds a `files/` folder (uploads kept on the local disk, the default
+of CHAT_FILES_URL), it is copied beside the database's copy, to `PATH.files/`, after the database. A stored file
+never changes once it is in place (the store writes it under a temporary name and renames it), so every file
+the database's copy names is in the folder's copy; files stored meanwhile may be too, and are harmless.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -23,10 +30,30 @@ class BackupError(RuntimeError):
     """The copy could not be made; the message says why (nothing is left half-written at PATH)."""
 
 
-def backup(settings: Settings, target: Path) -> Path:
-    """Copy the configured database to `target`, which must not exist yet; returns it."""
-    if target.exists():
-        raise BackupError(f"{target} exists already: a backup never overwrites a file")
+FILES_FOLDER = "files"  # the files store in the instance folder (CHAT_FILES_URL's default)
+# what the store writes before the rename that puts a file in place: never part of a copy
+UNFINISHED = (".tmp-*", "*.part")
+
+
+@dataclass(frozen=True)
+class Backup:
+    database: Path
+    files: Path | None  # None: the instance has no files store of its own
+    file_count: int = 0
+
+
+def files_copy_of(target: Path) -> Path:
+    return target.with_name(target.name + ".files")
+
+
+def backup(settings: Settings, target: Path) -> Backup:
+    """Copy the configured database to `target` and the instance's files store to `target.files/`; neither may
+    exist yet."""
+    store = settings.instance_path / FILES_FOLDER
+    files_target = files_copy_of(target) if store.is_dir() else None
+    for path in (target, files_target):
+        if path is not None and (path.exists() or path.is_symlink()):
+            raise BackupError(f"{path} exists already: a backup never overwrites a file")
     if not target.parent.is_dir():
         raise BackupError(f"{target.parent} is not a folder")
     if settings.is_postgres:
@@ -35,7 +62,20 @@ def backup(settings: Settings, target: Path) -> Path:
         _vacuum_into(settings.sqlite_path, target)
     else:
         raise BackupError("an in-memory database has nothing to back up")
-    return target
+    if files_target is None:
+        return Backup(target, None)
+    return Backup(target, files_target, _copy_files(store, files_target))
+
+
+def _copy_files(store: Path, files_target: Path) -> int:
+    """Copy the store's finished files (their times kept) into a new folder only its owner reads; their count."""
+    try:
+        shutil.copytree(store, files_target, ignore=shutil.ignore_patterns(*UNFINISHED), symlinks=True)
+    except (OSError, shutil.Error) as exc:
+        shutil.rmtree(files_target, ignore_errors=True)
+        raise BackupError(f"the database was copied, the files store was not: {exc}") from None
+    files_target.chmod(0o700)  # people's uploads: as private as the database's copy
+    return sum(1 for path in files_target.rglob("*") if path.is_file())
 
 
 def _vacuum_into(database: Path, target: Path) -> None:

@@ -34,9 +34,11 @@ class Event:
     text: str  # the JSON frame, as sent to websockets
     message_id: int | None = None  # "message" events: lets a socket skip what it already sent
     user_id: int | None = None  # who caused it: a socket does not relay a user's own typing back to them
+    # a new message's commit, as wall-clock time.time() (comparable across workers): its fan-out latency (metrics)
+    stored_at: float | None = None
 
     @classmethod
-    def build(cls, channel: str, frame: dict) -> Event:
+    def build(cls, channel: str, frame: dict, stored_at: float | None = None) -> Event:
         message = frame.get("message") if frame["type"] == "message" else None
         return cls(
             channel,
@@ -44,10 +46,11 @@ class Event:
             orjson.dumps(frame).decode(),
             message["id"] if message else None,
             frame.get("user_id"),
+            stored_at,
         )
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps([self.channel, self.type, self.text, self.message_id, self.user_id])
+        return orjson.dumps([self.channel, self.type, self.text, self.message_id, self.user_id, self.stored_at])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Event:

@@ -1,6 +1,7 @@
 """Channels: named rooms of many members. The one module that changes channels and memberships, and publishes
 what changed: `member` and `room` frames to the channel's sockets (a removed member's sockets close with 4403),
-`room_added` / `room_removed` to the activity streams of the people concerned."""
+`room_added` / `room_removed` to the activity streams of the people concerned. Administrators list every channel,
+archive any and take any over (become an owner), private ones too."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from .accounts import require_admin
 from .conversations import publish, publish_to_user, room_archived
 from .db import param
 from .errors import APIError
 from .models import Channel, Membership, User
 from .rooms import Room, channel_room_name_sql, forbidden, parse_room, room_not_found, user_not_found
+from .security import SignedIn
 from .state import state
 
 OWNER, MEMBER = "owner", "member"
@@ -76,6 +79,13 @@ async def list_channels(me: int, scope: str) -> list[dict]:
     """The caller's channels (scope "joined") or every public channel that is not archived ("public"), by name."""
     where = "m.role IS NOT NULL" if scope == "joined" else "NOT c.private AND NOT c.archived"
     rows = await get_connection("default").execute_query_dict(_channels_sql(where), [me])
+    return [_channel_json(row) for row in rows]
+
+
+async def every_channel(admin: SignedIn) -> list[dict]:
+    """Every channel, public or private, archived or not, by name (administrators only); `role` is the admin's."""
+    require_admin(admin)
+    rows = await get_connection("default").execute_query_dict(_channels_sql("1 = 1"), [admin.user.id])
     return [_channel_json(row) for row in rows]
 
 
@@ -169,10 +179,7 @@ async def update(me: int, name: str, new_name: str | None, topic: str | None) ->
 
 async def join(me: int, name: str) -> dict:
     """Join a public channel (again: no error)."""
-    room = parse_room(name)
-    channel = await channel_view(me, room.channel_id) if room.is_channel else None
-    if channel is None:
-        raise room_not_found()
+    channel = await _any(me, name)
     if channel["role"] is not None:
         return channel
     if channel["private"]:
@@ -199,11 +206,15 @@ async def set_members(me: int, name: str, user_ids: list[int], role: str) -> Non
         await _check_not_last_owner(channel["id"], me)
     await _add(channel["id"], [user_id for user_id in user_ids if user_id not in current], role)
     changed = [user_id for user_id in user_ids if user_id in current and current[user_id] != role]
-    if changed:
-        await Membership.filter(channel_id=channel["id"], user_id__in=changed).update(role=role)
-        for user_id in changed:
-            frame = {"type": "member", "user_id": user_id, "joined": True, "role": role}
-            await publish(Room.of_channel(channel["id"]), frame)
+    await _change_roles(channel["id"], changed, role)
+
+
+async def _change_roles(channel_id: int, user_ids: list[int], role: str) -> None:
+    if not user_ids:
+        return
+    await Membership.filter(channel_id=channel_id, user_id__in=user_ids).update(role=role)
+    for user_id in user_ids:
+        await publish(Room.of_channel(channel_id), {"type": "member", "user_id": user_id, "joined": True, "role": role})
 
 
 async def remove_member(me: int, name: str, user_id: int) -> None:
@@ -216,7 +227,39 @@ async def remove_member(me: int, name: str, user_id: int) -> None:
 
 
 async def archive(me: int, name: str) -> None:
-    channel = await _owned(me, name)
+    await _archive(await _owned(me, name))
+
+
+async def archive_as_admin(admin: SignedIn, name: str) -> None:
+    """An administrator archives any channel, private ones they are not in too."""
+    require_admin(admin)
+    await _archive(await _any(admin.user.id, name))
+
+
+async def take_over(admin: SignedIn, name: str) -> dict:
+    """An administrator becomes an owner of any channel (added to it if not a member; the other owners stay),
+    so that they can manage it with the owners' requests. The channel's sockets get a `member` frame, the admin's
+    activity streams a `room_added` when they were not in it."""
+    require_admin(admin)
+    me = admin.user.id
+    channel = await _any(me, name)
+    if channel["role"] is None:
+        await _add(channel["id"], [me], OWNER)
+    elif channel["role"] != OWNER:
+        await _change_roles(channel["id"], [me], OWNER)
+    return await channel_view(me, channel["id"])
+
+
+async def _any(me: int, name: str) -> dict:
+    """The channel named `name`, private or not (who may see it is the caller's check); 404 when there is none."""
+    room = parse_room(name)
+    channel = await channel_view(me, room.channel_id) if room.is_channel else None
+    if channel is None:
+        raise room_not_found()
+    return channel
+
+
+async def _archive(channel: dict) -> None:
     if channel["archived"]:
         return
     await Channel.filter(id=channel["id"]).update(archived=True)

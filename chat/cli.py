@@ -142,7 +142,9 @@ def _backup(target: Path) -> int:
     except BackupError as exc:
         print(f"chat backup: {exc}", file=sys.stderr)
         return 1
-    print(f"backup written to {written} ({written.stat().st_size} bytes)")
+    print(f"backup written to {written.database} ({written.database.stat().st_size} bytes)")
+    if written.files is not None:
+        print(f"files store copied to {written.files} ({written.file_count} files)")
     return 0
 
 
@@ -223,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         command = commands.add_parser(name, help=text)
         command.add_argument("username")
     backup = commands.add_parser(
-        "backup", help="copy the database, consistently, while the server runs (SQLite: one file; PostgreSQL: pg_dump)"
+        "backup",
+        help="copy the database, consistently, while the server runs (SQLite: one file; PostgreSQL: pg_dump), "
+        "and the instance's files/ store to PATH.files/",
     )
     backup.add_argument("path", type=Path, help="the file to write (it must not exist)")
     export = commands.add_parser("export", help="write the whole instance (or one user's data) as JSON")

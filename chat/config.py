@@ -72,12 +72,16 @@ class Settings(BaseModel):
     # Strict-Transport-Security max-age on HTTPS responses; 0 tells browsers to forget an earlier one.
     hsts_seconds: int = Field(365 * 24 * 3600, ge=0, le=2 * 365 * 24 * 3600)
 
-    # Prometheus metrics (chat/metrics.py): GET /metrics on the application's own address, and/or on an address
-    # of its own (host:port) that only the monitoring system reaches. Either one turns recording on.
     # a deleted account's messages stay in the others' history, as from "deleted user": with their content
     # removed (the default: deleting an account is asking to be forgotten), or kept as written
     deleted_user_content: Literal["remove", "keep"] = "remove"
 
+    # "text": hypercorn's access log and the usual lines; "json": one JSON object per line, the application writing
+    # the access log itself with request ids, routes and user ids (chat/logs.py)
+    log_format: Literal["text", "json"] = "text"
+
+    # Prometheus metrics (chat/metrics.py): GET /metrics on the application's own address, and/or on an address
+    # of its own (host:port) that only the monitoring system reaches. Either one turns recording on.
     metrics: bool = False
     metrics_bind: str | None = None
     # where the workers' metric files are kept (shared by every worker of one deployment); None: instance/metrics

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -232,7 +233,9 @@ class MessageWriter:
             for pending in batch:
                 pending.settle(error=exc)
             return
-        state().metrics.messages_stored(sum(message_id is not None for message_id in inserted))
+        stored_at = time.time()  # wall clock: the sockets that measure the fan-out may be in other workers
+        metrics = state().metrics
+        metrics.messages_stored(sum(message_id is not None for message_id in inserted))
         for pending, message_id in zip(batch, inserted, strict=True):
             if message_id is None:
                 pending.settle(None)
@@ -241,9 +244,11 @@ class MessageWriter:
             frame = {"type": "message", "message": message}
             try:
                 for channel in _delivery_channels(pending):
-                    await self._broker.publish(Event.build(channel, frame))
+                    await self._broker.publish(Event.build(channel, frame, stored_at))
             except Exception:  # stored all the same: sockets replay it from the database when they resume
                 log.exception("publishing message %s failed", message_id)
+            else:
+                metrics.message_published(time.time() - stored_at)
             pending.settle(message)
 
     async def _insert(self, batch: list[_Pending]) -> list[int | None]:

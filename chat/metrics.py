@@ -27,6 +27,7 @@ from .db import ping
 from .instance import private_folder
 
 if TYPE_CHECKING:
+    from .broker import Event
     from .state import AppState
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ PROBE_SECONDS = 5.0  # how often each worker checks its database and broker for 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # request latency buckets, in seconds: a send takes milliseconds, a login (bcrypt) a few hundred
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# fan-out buckets, in seconds: in one process a message reaches its sockets in well under a millisecond
+FANOUT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _PID_FILE = re.compile(r"_(\d+)\.db$")
 
 
@@ -50,6 +53,18 @@ class Metrics:
         pass
 
     def messages_stored(self, count: int) -> None:
+        pass
+
+    def message_published(self, seconds: float) -> None:
+        pass
+
+    def message_delivered(self, event: Event) -> None:
+        pass
+
+    def hash_gate_changed(self, lane: str, waiting: int, running: int) -> None:
+        pass
+
+    def hash_refused(self, lane: str) -> None:
         pass
 
     def probed(self, database_up: bool, broker_up: bool) -> None:
@@ -89,6 +104,38 @@ class PrometheusMetrics(Metrics):
         self._messages = Counter(
             "chat_messages_stored", "Messages stored (new ones, not repeated client_ids).", registry=None
         )
+        self._published = Histogram(
+            "chat_fanout_publish_seconds",
+            "Time from a message's commit to its publication on the broker (its room and its people's streams).",
+            buckets=FANOUT_BUCKETS,
+            registry=None,
+        )
+        self._delivered = Histogram(
+            "chat_fanout_delivery_seconds",
+            "Time from a message's commit to its frame's write to a socket, once for each socket that gets it live.",
+            buckets=FANOUT_BUCKETS,
+            registry=None,
+        )
+        self._hash_waiting = Gauge(
+            "chat_hash_waiting",
+            "Password hashes admitted and waiting for a thread of the hashing gate, by lane.",
+            ("lane",),
+            registry=None,
+            multiprocess_mode="livesum",
+        )
+        self._hash_running = Gauge(
+            "chat_hash_running",
+            "Password hashes running now, by lane.",
+            ("lane",),
+            registry=None,
+            multiprocess_mode="livesum",
+        )
+        self._hash_refused = Counter(
+            "chat_hash_refused",
+            "Sign-ins and sign-ups answered 503 busy because the hashing gate's lane was full, by lane.",
+            ("lane",),
+            registry=None,
+        )
         # livemin: one worker that cannot reach the database makes the deployment's value 0
         self._database_up = Gauge(
             "chat_database_up",
@@ -113,6 +160,20 @@ class PrometheusMetrics(Metrics):
 
     def messages_stored(self, count: int) -> None:
         self._messages.inc(count)
+
+    def message_published(self, seconds: float) -> None:
+        self._published.observe(seconds)
+
+    def message_delivered(self, event: Event) -> None:
+        if event.stored_at is not None:  # None: published by a worker that predates the field
+            self._delivered.observe(max(0.0, time.time() - event.stored_at))
+
+    def hash_gate_changed(self, lane: str, waiting: int, running: int) -> None:
+        self._hash_waiting.labels(lane).set(waiting)
+        self._hash_running.labels(lane).set(running)
+
+    def hash_refused(self, lane: str) -> None:
+        self._hash_refused.labels(lane).inc()
 
     def probed(self, database_up: bool, broker_up: bool) -> None:
         self._database_up.set(1 if database_up else 0)

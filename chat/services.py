@@ -21,6 +21,7 @@ def build_state(settings: Settings) -> AppState:
     metrics = PrometheusMetrics(settings.resolved_metrics_dir) if settings.metrics_enabled else Metrics()
     app_state.metrics = metrics
     app_state.sockets.on_change = metrics.sockets_changed
+    app_state.hash_gate.report_to(metrics.hash_gate_changed, metrics.hash_refused)
     return app_state
 
 

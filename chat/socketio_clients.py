@@ -298,7 +298,11 @@ class SocketIOClients:
                     if _removes(get.result(), client.user_id):  # as the websocket's 4403: no more delivery
                         await self._drop_feed(client, feed)
                         return
-                    await self._emit_all(client, await stream.next(get.result()))
+                    item = get.result()
+                    messages = await stream.next(item)
+                    await self._emit_all(client, messages)
+                    if messages and isinstance(item, Event):  # a live message (after any gap it filled)
+                        self.state.metrics.message_delivered(item)
         except _Overloaded:
             pass
         except (OperationalError, ConnectionError) as exc:  # the client resumes from the history

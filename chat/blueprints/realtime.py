@@ -289,6 +289,7 @@ class Connection:
             await self._send_stored(event.message_id - 1)  # fill any gap first, in id order
         await websocket.send(event.text)
         self.last_sent = event.message_id
+        self.state.metrics.message_delivered(event)
 
     async def _acknowledge(self, message: dict) -> None:
         """Make sure this socket has sent the message of a repeated client_id, once."""

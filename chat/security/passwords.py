@@ -10,6 +10,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
@@ -48,11 +49,15 @@ class _Lane:
     """One budget of the HashGate: its own threads, its own waiting places, its own measure of a hash's time."""
 
     def __init__(self, name: str, threads: int, queue: int, max_wait: float) -> None:
+        self.name = name
         self.threads = threads
         self.max_wait = max_wait
         self._slots = asyncio.Semaphore(threads)
         self._capacity = threads + queue
-        self._admitted = 0
+        self._admitted = 0  # waiting for a thread or running
+        self._running = 0
+        self.on_change: Callable[[str, int, int], None] = lambda lane, waiting, running: None  # (metrics)
+        self.on_refused: Callable[[str], None] = lambda lane: None
         self._seconds_per_hash = 0.0  # moving average of recent hashes, from the moment each got a thread
         self._executor = ThreadPoolExecutor(threads, f"bcrypt-{name}", initializer=_lowest_cpu_priority)
 
@@ -63,12 +68,19 @@ class _Lane:
 
     async def run(self, func, *args):
         if self._admitted >= self._capacity or self.expected_wait() > self.max_wait:
+            self.on_refused(self.name)
             raise APIError(503, "busy", "The server is busy signing people in; retry shortly.", {"Retry-After": "1"})
         self._admitted += 1
+        self.report()
         try:
             async with self._slots:
-                started = time.monotonic()
-                result = await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+                self._running += 1
+                self.report()
+                try:
+                    started = time.monotonic()
+                    result = await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+                finally:
+                    self._running -= 1
                 took = time.monotonic() - started
                 self._seconds_per_hash = (
                     took if not self._seconds_per_hash else 0.8 * self._seconds_per_hash + 0.2 * took
@@ -76,6 +88,11 @@ class _Lane:
                 return result
         finally:
             self._admitted -= 1
+            self.report()
+
+    def report(self) -> None:
+        """Tell on_change how many hashes wait for a thread and how many run."""
+        self.on_change(self.name, self._admitted - self._running, self._running)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -105,6 +122,12 @@ class HashGate:
     def close(self) -> None:
         self.sign_in.close()
         self.sign_up.close()
+
+    def report_to(self, on_change: Callable[[str, int, int], None], on_refused: Callable[[str], None]) -> None:
+        """Have both lanes tell how many hashes wait and run (at once, then at each change), and each refusal."""
+        for lane in (self.sign_in, self.sign_up):
+            lane.on_change, lane.on_refused = on_change, on_refused
+            lane.report()
 
     async def hash(self, password: str) -> str:
         """A new hash (a sign-up, a new password): in the sign-up lane."""

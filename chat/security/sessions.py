@@ -144,6 +144,11 @@ class SessionUser(AuthUser):
         return self._signed_in
 
     @property
+    def known(self) -> SignedIn | None:
+        """The session this request already resolved, without a lookup (None if it resolved none, or none yet)."""
+        return self._signed_in
+
+    @property
     async def is_authenticated(self) -> bool:
         return await self.resolve() is not None
 

@@ -20,6 +20,8 @@ from testkit.http import PASSWORD, login
 from testkit.servers import Server
 from testkit.ws import new_person, recv_until
 
+from .test_activity_stream import open_me
+
 ADMIN_ACTIONS = (
     ("get", "/admin/users", None),
     ("post", "/admin/users/{id}/deactivate", None),
@@ -200,6 +202,30 @@ async def test_a_deactivated_users_sockets_close_at_once_and_requests_are_refuse
     assert refused.status_code == 403 and refused.json()["error"] == "account_deactivated"
     people = {u["id"]: u for u in bob.http.get("/get-users").json()["users"]}
     assert people[alice.id]["deactivated"] is True and people[root.id]["role"] == "admin"
+
+
+async def test_an_admin_takes_over_and_archives_a_private_channel_its_sockets_hear_it(workers, tmp_path):
+    """The member's socket on the channel (on either worker) gets the admin's `member` frame and the archived
+    `room` frame; the admin's activity stream gets `room_added`; a send after the archive is 409."""
+    server = workers
+    root, alice, bob = new_person(server, "root"), new_person(server, "alice"), new_person(server, "bob")
+    await asyncio.to_thread(_promote, tmp_path, root.id)
+    created = alice.http.post("/rooms", json={"name": "hidden", "private": True, "member_ids": [bob.id]})
+    room = created.json()["room"]
+    async with bob.connect(room) as channel_socket, open_me(root) as activity:
+        await recv_until(activity, lambda frame: frame["type"] == "snapshot")
+        taken = await asyncio.to_thread(root.http.post, f"/admin/rooms/{room}/take-over")
+        assert taken.status_code == 200 and taken.json()["role"] == "owner", taken.text
+        member = await recv_until(channel_socket, lambda frame: frame["type"] == "member")
+        assert member == {"type": "member", "user_id": root.id, "joined": True, "role": "owner"}
+        added = await recv_until(activity, lambda frame: frame["type"] == "room_added")
+        assert added["room"]["room"] == room and added["room"]["role"] == "owner"
+        assert (await asyncio.to_thread(root.http.post, f"/admin/rooms/{room}/archive")).status_code == 204
+        archived = await recv_until(channel_socket, lambda frame: frame["type"] == "room")
+        assert archived["room"]["archived"] is True and archived["room"]["room"] == room
+    refused = bob.http.post("/send-message", json={"room": room, "content": "hello?"})
+    assert refused.status_code == 409 and refused.json()["error"] == "room_archived"
+    assert [r["room"] for r in root.http.get("/admin/rooms").json()["rooms"]] == [room]
 
 
 def _promote(workdir, user_id: int) -> None:

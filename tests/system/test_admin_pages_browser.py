@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 from testkit.http import PASSWORD, login, register
 from testkit.servers import Server
 
+from .test_admin import _promote
 from .test_pages_browser import browser  # noqa: F401 - the module's one Chromium, a fixture
 
 pytestmark = pytest.mark.browser
@@ -56,8 +56,11 @@ def open_page(browser: Browser, server: Server):  # noqa: F811 - pytest passes t
 
 
 def make_admin(server: Server, name: str) -> None:
-    with sqlite3.connect(server.workdir / "instance" / "chat.sqlite3") as connection:
-        connection.execute("UPDATE users SET is_admin = 1 WHERE username = ?", (name,))
+    """On the configuration under test (SQLite, or PostgreSQL)."""
+    with httpx.Client(base_url=server.base_url) as client:
+        login(client, name)
+        user_id = client.get("/me").json()["id"]
+    _promote(server.workdir, user_id)
 
 
 def test_an_admin_deactivates_a_user_who_is_chatting(open_page, server):
@@ -90,6 +93,33 @@ def test_an_admin_deactivates_a_user_who_is_chatting(open_page, server):
     expect(alice_row.locator("td").nth(3)).to_have_text("active")
     with httpx.Client(base_url=server.base_url) as client:
         login(client, "alice")
+
+
+def test_an_admin_takes_over_and_archives_a_private_channel_from_the_admin_page(open_page, server):
+    for name in ("chief", "frank", "grace"):
+        register(httpx.Client(base_url=server.base_url), name)
+    make_admin(server, "chief")
+    with httpx.Client(base_url=server.base_url) as frank:
+        login(frank, "frank")
+        grace_id = next(u["id"] for u in frank.get("/get-users").json()["users"] if u["username"] == "grace")
+        room = frank.post("/rooms", json={"name": "backroom", "private": True, "member_ids": [grace_id]}).json()["room"]
+    page, dialogs = open_page("chief")
+    page.goto("/admin")
+    row = page.locator("#admin-channels tr", has_text="backroom")
+    expect(row.locator("td").nth(1)).to_have_text("private")
+    expect(row.locator("td").nth(4)).to_have_text("")
+    page.get_by_role("button", name="Take over backroom").click()
+    expect(row.locator("td").nth(4)).to_have_text("owner")
+    expect(row.locator("td").nth(2)).to_have_text("3")
+    page.get_by_role("button", name="Archive backroom").click()
+    expect(row.locator("td").nth(3)).to_have_text("archived")
+    assert dialogs == ["Archive backroom? It becomes read-only for everyone in it, and cannot be undone."]
+    with httpx.Client(base_url=server.base_url) as grace:
+        login(grace, "grace")
+        refused = grace.post("/send-message", json={"room": room, "content": "still open?"})
+        assert refused.status_code == 409 and refused.json()["error"] == "room_archived"
+    page.get_by_role("link", name="Open backroom").click()
+    expect(page).to_have_url(re.compile(rf"/chat\?room={room}$"))
 
 
 def test_a_member_sees_no_admin_page(open_page, server):
@@ -126,3 +156,44 @@ def test_a_person_exports_their_data_and_deletes_their_account(open_page, server
     expect(page).to_have_url(re.compile(r"/login-page$"))
     with httpx.Client(base_url=server.base_url) as client:
         assert client.post("/login", json={"username": "dave", "password": PASSWORD}).status_code == 401
+
+
+def test_a_person_changes_their_password_from_the_account_page(open_page, server):
+    register(httpx.Client(base_url=server.base_url), "hank")
+    other_device = httpx.Client(base_url=server.base_url)
+    login(other_device, "hank")
+    page, _ = open_page("hank")
+    page.get_by_role("link", name="hank").click()
+    expect(page).to_have_url(re.compile(r"/account$"))
+    form = page.locator("#change-password")
+    new_password = "a new one, with spaces ✓"
+
+    form.get_by_label("Current password").fill("not my password")
+    form.get_by_label("New password", exact=True).fill(new_password)
+    form.get_by_label("New password, again").fill(new_password)
+    form.get_by_role("button", name="Change password").click()
+    expect(page.locator("#current_password-error")).to_have_text("That password is wrong.")
+
+    form.get_by_label("Current password").fill(PASSWORD)
+    form.get_by_label("New password, again").fill(new_password + "x")
+    form.get_by_role("button", name="Change password").click()
+    expect(page.locator("#new_password_again-error")).to_have_text("The two new passwords are not the same.")
+
+    form.get_by_label("New password", exact=True).fill("short")
+    form.get_by_label("New password, again").fill("short")
+    form.get_by_role("button", name="Change password").click()
+    expect(page.locator("#new_password-error")).not_to_be_empty()  # the server's rule, beside the field
+
+    form.get_by_label("New password", exact=True).fill(new_password)
+    form.get_by_label("New password, again").fill(new_password)
+    form.get_by_role("button", name="Change password").click()
+    expect(page.locator("#password-changed")).to_have_text(
+        "Your password is changed. Your other sessions are signed out."
+    )
+    expect(form.get_by_label("Current password")).to_have_value("")
+    assert other_device.get("/me").status_code == 401  # the other session ended
+    assert page.request.get("/me").status == 200  # this one stays
+    with httpx.Client(base_url=server.base_url) as client:
+        assert client.post("/login", json={"username": "hank", "password": PASSWORD}).status_code == 401
+        login(client, "hank", new_password)
+    other_device.close()

@@ -102,7 +102,8 @@ async def test_postgres_backup_during_a_burst_and_the_restore_drill(tmp_path):
     # the drill: pg_restore into an empty database, a server on it
     fresh = backend_settings(tmp_path / "restored")  # a new, empty database (dropped after the test)
     url = fresh["CHAT_DATABASE_URL"].replace("postgres://", "postgresql://")
-    subprocess.run(["pg_restore", "--no-owner", "--dbname", url, str(target)], check=True, capture_output=True)
+    restore = subprocess.run(["pg_restore", "--no-owner", "--dbname", url, str(target)], capture_output=True, text=True)
+    assert restore.returncode == 0, restore.stderr
     out = subprocess.run(["psql", url, "-qAt", "-c", "SELECT id FROM messages"], check=True, capture_output=True)
     copied = {int(line) for line in out.stdout.decode().split()}
     assert set(burst.before) <= copied <= set(burst.everything)
@@ -137,3 +138,43 @@ def test_a_backup_never_overwrites_and_says_why(tmp_path):
     nowhere = chat(tmp_path, "backup", str(tmp_path / "no" / "such" / "folder" / "copy"))
     assert nowhere.returncode == 1 and "not a folder" in nowhere.stderr
     assert "Traceback" not in refused.stderr + nowhere.stderr
+
+
+def test_the_files_store_is_copied_beside_the_database_when_the_instance_has_one(tmp_path):
+    """`chat backup PATH` copies instance/files/ to PATH.files/ (finished files only, bytes and layout kept,
+    private), says so, and refuses before writing anything when PATH.files exists already."""
+    server = Server(workdir=tmp_path).start()  # a migrated database (SQLite file, or PostgreSQL's)
+    server.stop()
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    without = chat(tmp_path, "backup", str(backups / "plain"))
+    assert without.returncode == 0, without.stderr
+    assert "files store" not in without.stdout and not (backups / "plain.files").exists()
+
+    store = tmp_path / "instance" / "files"
+    stored = {
+        "ab/abcdef0123/report.pdf": b"%PDF-1.7 not really",
+        "ab/abcdef0124/photo.png": bytes(range(256)) * 40,
+        "cd/cdef/notes.txt": "ünïcödé\n".encode(),
+    }
+    for name, data in stored.items():
+        (store / name).parent.mkdir(parents=True, exist_ok=True)
+        (store / name).write_bytes(data)
+    (store / ".tmp-0123abcd").write_bytes(b"half an upload")  # the store's own name before the rename
+    (store / "ab" / "upload.part").write_bytes(b"still arriving")
+
+    made = chat(tmp_path, "backup", str(backups / "copy"))
+    assert made.returncode == 0, made.stderr
+    copy = backups / "copy.files"
+    assert f"files store copied to {copy} (3 files)" in made.stdout
+    assert {str(p.relative_to(copy)): p.read_bytes() for p in copy.rglob("*") if p.is_file()} == stored
+    assert oct(copy.stat().st_mode & 0o777) == "0o700"
+    assert (backups / "copy").stat().st_size > 0
+
+    refused = chat(tmp_path, "backup", str(backups / "copy2"))
+    assert refused.returncode == 0  # a new name: fine
+    (backups / "again.files").mkdir()
+    refused = chat(tmp_path, "backup", str(backups / "again"))
+    assert refused.returncode == 1 and "again.files exists already" in refused.stderr
+    assert not (backups / "again").exists()  # refused before the database was copied
+    assert "Traceback" not in made.stderr + refused.stderr

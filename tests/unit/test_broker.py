@@ -22,7 +22,9 @@ def test_event_build_and_wire_format():
     assert orjson.loads(event.text) == {"type": "message", "message": {"id": 7, "content": "hi"}}
     typing = Event.build("room:dm-1-2", {"type": "typing", "user_id": 2})
     assert (typing.type, typing.message_id, typing.user_id) == ("typing", None, 2)
-    for original in (event, typing):  # what a Redis broker carries between processes
+    stored = Event.build("room:dm-1-2", {"type": "message", "message": {"id": 8}}, stored_at=1764782000.25)
+    assert stored.stored_at == 1764782000.25 and event.stored_at is None  # the fan-out latency's start
+    for original in (event, typing, stored):  # what a Redis broker carries between processes
         assert Event.from_bytes(original.to_bytes()) == original
 
 

@@ -106,14 +106,21 @@ async def test_the_gate_bounds_running_and_waiting_hashes(monkeypatch):
 
     monkeypatch.setattr(passwords, "hash_password_sync", slow_hash)
     gate = HashGate(rounds=4, concurrency=1, queue=1)
+    reports, refusals = [], []
+    gate.report_to(lambda lane, waiting, running: reports.append((lane, waiting, running)), refusals.append)
+    assert reports == [("sign-in", 0, 0), ("sign-up", 0, 0)]  # told at once: the metrics show 0, not nothing
     running = asyncio.create_task(gate.hash("first"))
     waiting = asyncio.create_task(gate.hash("second"))
     assert await asyncio.to_thread(started.acquire, True, 5)  # the first runs; the second waits for the slot
+    await asyncio.sleep(0)
+    assert reports[-1] == ("sign-up", 1, 1)  # what the metrics' gauges hold now
     with pytest.raises(APIError) as refused:
         await gate.hash("third")  # one running + one waiting: full, answered at once
     assert refused.value.status == 503 and refused.value.headers["Retry-After"] == "1"
+    assert refusals == ["sign-up"]
     release.set()
     assert await asyncio.wait_for(asyncio.gather(running, waiting), 10) == ["hashed", "hashed"]
+    assert reports[-1] == ("sign-up", 0, 0)
     assert await gate.hash("fourth") == "hashed"  # capacity is given back
 
 
