@@ -14,7 +14,14 @@ import unicodedata
 
 from tortoise.connection import get_connection
 
-from .conversations import change_frame, mentioned_members, message_writer, room_archived, with_reactions
+from .conversations import (
+    change_frame,
+    check_send_rate,
+    mentioned_members,
+    message_writer,
+    room_archived,
+    with_reactions,
+)
 from .db import param
 from .errors import APIError
 from .models import (
@@ -77,7 +84,9 @@ def _pictograph(point: int) -> bool:
 
 async def _target(me: int, message_id: int) -> tuple[MessageJSON, Room, str | None]:
     """The message with its room and the caller's role there: 404 when there is none the caller may see, 409 when
-    its channel is archived (read-only)."""
+    its channel is archived (read-only). A change counts against the sender's send limit, as a message does:
+    each one is an event every socket of the room receives."""
+    await check_send_rate(me, None)
     sql = f"SELECT {', '.join(MESSAGE_FIELDS)} FROM messages WHERE id = {param(1)} AND event = ''"  # noqa: S608
     _, rows = await get_connection("default").execute_query(sql, [message_id])
     if not rows:

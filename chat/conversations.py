@@ -67,7 +67,7 @@ async def send_message(
     sender_id: int, receiver_id: int, content: str, client_id: str | None, reply_to: int | None = None
 ) -> tuple[dict, bool]:
     """Send a direct message to receiver_id (POST /send-message with receiver_id)."""
-    await _check_send_rate(sender_id, client_id)
+    await check_send_rate(sender_id, client_id)
     await require_user(receiver_id)
     return await _send(sender_id, Room.direct(sender_id, receiver_id), content, client_id, reply_to)
 
@@ -77,7 +77,7 @@ async def send_to_room(
 ) -> tuple[dict, bool]:
     """Send a message to the room named `name` (POST /send-message with room, a websocket's message frame):
     403 / 404 as rooms.admission says, 409 room_archived for an archived channel."""
-    await _check_send_rate(sender_id, client_id)
+    await check_send_rate(sender_id, client_id)
     admitted = await admission(sender_id, name)
     if admitted.archived:
         raise room_archived()
@@ -123,7 +123,7 @@ async def _is_message_of(room: Room, message_id: int) -> bool:
     return await Message.exists(id=message_id, room=room.name, event=MESSAGE)
 
 
-async def _check_send_rate(sender_id: int, client_id: str | None) -> None:
+async def check_send_rate(sender_id: int, client_id: str | None) -> None:
     app_state = state()
     settings = app_state.settings
     key = f"send:{sender_id}"

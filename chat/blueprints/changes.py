@@ -24,7 +24,7 @@ def _message_id(message_id: int) -> int:
 @bp.patch("/messages/<int:message_id>")
 @login_required
 @validate_request(EditMessageIn)
-@documented((MessageOut, 200), errors=(400, 401, 403, 404, 409, 503), session=True)
+@documented((MessageOut, 200), errors=(400, 401, 403, 404, 409, 429, 503), session=True)
 async def edit_message(message_id: int, data: EditMessageIn) -> dict:
     """The sender replaces a message's content: the message as it is now, with edited_at set. An `edit` event
     goes to the room."""
@@ -34,7 +34,7 @@ async def edit_message(message_id: int, data: EditMessageIn) -> dict:
 
 @bp.delete("/messages/<int:message_id>")
 @login_required
-@documented((NoContent, 204), errors=(401, 403, 404, 409, 503), session=True)
+@documented((NoContent, 204), errors=(401, 403, 404, 409, 429, 503), session=True)
 async def delete_message(message_id: int) -> tuple[str, int]:
     """The sender or an owner of the channel deletes a message: it stays in history as a tombstone (deleted,
     empty content). A `delete` event goes to the room; deleting it again is not an error."""
@@ -45,7 +45,7 @@ async def delete_message(message_id: int) -> tuple[str, int]:
 
 @bp.put("/messages/<int:message_id>/reactions/<emoji>")
 @login_required
-@documented((NoContent, 204), errors=(400, 401, 404, 409, 503), session=True)
+@documented((NoContent, 204), errors=(400, 401, 404, 409, 429, 503), session=True)
 async def add_reaction(message_id: int, emoji: str) -> tuple[str, int]:
     """React to a message with one emoji (idempotent): a `reaction` event goes to the room when it is new."""
     me = (await signed_in()).user.id
@@ -55,7 +55,7 @@ async def add_reaction(message_id: int, emoji: str) -> tuple[str, int]:
 
 @bp.delete("/messages/<int:message_id>/reactions/<emoji>")
 @login_required
-@documented((NoContent, 204), errors=(400, 401, 404, 409, 503), session=True)
+@documented((NoContent, 204), errors=(400, 401, 404, 409, 429, 503), session=True)
 async def remove_reaction(message_id: int, emoji: str) -> tuple[str, int]:
     """Take back the caller's emoji on a message (idempotent): a `reaction` event when there was one."""
     me = (await signed_in()).user.id

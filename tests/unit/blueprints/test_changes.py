@@ -204,3 +204,17 @@ async def test_bad_input_gets_a_json_answer_never_a_server_error(trio, emoji, bo
 )
 def test_what_a_single_emoji_is(text, single):
     assert is_single_emoji(text) is single
+
+
+async def test_changes_count_against_the_send_limit(trio):
+    (alice, a), (bob, b), _ = trio
+    room = await channel(alice, b["id"])
+    message = await send(alice, room)
+    path = reaction_path(message["id"], "👍")
+    for attempt in range(150):
+        response = await (alice.put(path) if attempt % 2 == 0 else alice.delete(path))
+        if response.status_code == 429:
+            break
+        assert response.status_code == 204
+    body = await assert_error(response, 429, "too_many_messages")
+    assert response.headers["Retry-After"] and body["message"]
