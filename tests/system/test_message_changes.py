@@ -6,35 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from urllib.parse import quote
 
 import pytest
 
-from testkit.backends import BACKEND
-from testkit.servers import Server
 from testkit.ws import new_person, recv_until
 
-WORKERS = 2 if BACKEND == "postgres" else 1
+from .test_channels_websocket import burst_server, make_channel
+
+__all__ = ["burst_server"]  # the fixture: two workers on PostgreSQL + Redis, past the send limit and frame burst
+
 SEQUENCED = {"message", "edit", "delete", "reaction"}
 EMOJI = ("👍", "🎉", "❤️")
-
-
-@pytest.fixture
-def burst_server(tmp_path):
-    """Past the default send limit and frame burst: the burst is the point."""
-    env = {"CHAT_SEND_LIMIT": "10000", "CHAT_WS_FRAME_BURST": "1000"}
-    srv = Server(workdir=tmp_path, workers=WORKERS, env=env).start()
-    yield srv
-    srv.stop()
-    assert "Traceback" not in srv.log(), srv.log()
-
-
-def make_channel(owner, members) -> str:
-    body = {"name": f"c{time.monotonic_ns()}", "member_ids": [m.id for m in members]}
-    response = owner.http.post("/rooms", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()["room"]
 
 
 def sequence_id(frame: dict) -> int:

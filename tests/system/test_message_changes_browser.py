@@ -8,23 +8,18 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from testkit.browser import CHROMIUM, CHROMIUM_ARGS
 from testkit.http import PASSWORD
 from testkit.servers import Server
+
+from . import test_pages_browser as pages
+
+browser = pages.browser  # one Chromium for the module, as the other page tests launch it
 
 pytestmark = pytest.mark.browser
 
 expect.set_options(timeout=15_000)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
