@@ -10,6 +10,7 @@ from quart_schema import Info, QuartSchema
 
 from .asgi_websocket import BoundedWebsocketConnection
 from .blueprints import account_pages, admin, auth, docs, messaging, my_data, ops, pages, realtime, users
+from .blueprints import changes as change_routes  # chat.changes is the domain module
 from .blueprints import rooms as room_routes  # not "rooms": chat.rooms is the domain module
 from .blueprints import search as search_routes  # chat.search is the domain module
 from .config import Settings, instance_secret_key, load_settings
@@ -39,6 +40,7 @@ BLUEPRINTS = (
     auth.bp,
     users.bp,
     messaging.bp,
+    change_routes.bp,
     room_routes.bp,
     search_routes.bp,
     realtime.bp,

@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 from .attempts import remember_device, start_password_check, start_sign_in, start_sign_up
 from .broker import BrokerUnavailable, Event
 from .errors import APIError
-from .models import ADMIN, DELETED_USERNAME, Message, ReadMarker, User, utcnow
+from .models import ADMIN, DELETED_USERNAME, MESSAGE, Message, ReadMarker, User, utcnow
 from .schemas import MAX_ID
 from .security import (
     SignedIn,
@@ -298,7 +298,7 @@ async def delete_account(user: User) -> None:
             deleted_at=utcnow(),
         )
         if state().settings.deleted_user_content == "remove":
-            await Message.filter(sender_id=user.id).update(content="")
+            await Message.filter(sender_id=user.id, event=MESSAGE).update(content="")
         await ReadMarker.filter(user_id=user.id).delete()
     _forget_account(user.id)
     await end_every_session(user.id)

@@ -48,9 +48,9 @@ async def room_counts(me: int, names: list[str]) -> dict[str, RoomCount]:
             )
             selects.append(
                 f"SELECT CAST({room} AS VARCHAR(100)) AS room,"  # noqa: S608 - markers only
-                f" (SELECT MAX(g.id) FROM messages g WHERE g.room = {room}) AS last_message_id,"
+                f" (SELECT MAX(g.id) FROM messages g WHERE g.room = {room} AND g.event = '') AS last_message_id,"
                 f" (SELECT COUNT(*) FROM messages g WHERE g.room = {room} AND g.sender_id <> {param(1)}"
-                f"   AND g.id > {marker}) AS unread,"
+                f"   AND g.id > {marker} AND g.event = '') AS unread,"
                 f" (SELECT COUNT(*) FROM mentions n WHERE n.user_id = {param(1)} AND n.room = {room}"
                 f"   AND n.message_id > {marker}) AS mentions"
             )

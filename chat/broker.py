@@ -25,6 +25,10 @@ SUBSCRIBE_TIMEOUT = 5.0
 STOP_TIMEOUT = 3.0
 
 
+# the frames of changes to messages (chat/changes.py): events of a room's sequence, like its messages
+CHANGE_FRAMES = frozenset({"edit", "delete", "reaction"})
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One event for a channel, encoded once however many sockets receive it."""
@@ -32,22 +36,20 @@ class Event:
     channel: str
     type: str
     text: str  # the JSON frame, as sent to websockets
-    message_id: int | None = None  # "message" events: lets a socket skip what it already sent
+    # "message" and change events: the id in the room's sequence, lets a socket skip what it already sent
+    message_id: int | None = None
     user_id: int | None = None  # who caused it: a socket does not relay a user's own typing back to them
     # a new message's commit, as wall-clock time.time() (comparable across workers): its fan-out latency (metrics)
     stored_at: float | None = None
 
     @classmethod
     def build(cls, channel: str, frame: dict, stored_at: float | None = None) -> Event:
-        message = frame.get("message") if frame["type"] == "message" else None
-        return cls(
-            channel,
-            frame["type"],
-            orjson.dumps(frame).decode(),
-            message["id"] if message else None,
-            frame.get("user_id"),
-            stored_at,
-        )
+        if frame["type"] == "message":
+            sequence_id = frame["message"]["id"]
+        else:  # a change to a message: its event id, from the same sequence
+            sequence_id = frame["id"] if frame["type"] in CHANGE_FRAMES else None
+        text = orjson.dumps(frame).decode()
+        return cls(channel, frame["type"], text, sequence_id, frame.get("user_id"), stored_at)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps([self.channel, self.type, self.text, self.message_id, self.user_id, self.stored_at])

@@ -39,9 +39,10 @@ def _channels_sql(where: str) -> str:
         SELECT c.id AS id, c.name AS name, c.topic AS topic, c.private AS private, c.archived AS archived,
           c.created_by_id AS created_by, m.role AS role,
           (SELECT COUNT(*) FROM memberships x WHERE x.channel_id = c.id) AS member_count,
-          (SELECT MAX(g.id) FROM messages g WHERE g.room = {room}) AS last_message_id,
+          (SELECT MAX(g.id) FROM messages g WHERE g.room = {room} AND g.event = '') AS last_message_id,
           CASE WHEN m.role IS NULL THEN 0 ELSE
-            (SELECT COUNT(*) FROM messages g WHERE g.room = {room} AND g.id > {marker} AND g.sender_id <> {me})
+            (SELECT COUNT(*) FROM messages g
+              WHERE g.room = {room} AND g.id > {marker} AND g.sender_id <> {me} AND g.event = '')
           END AS unread,
           CASE WHEN m.role IS NULL THEN 0 ELSE
             (SELECT COUNT(*) FROM mentions n WHERE n.user_id = {me} AND n.room = {room} AND n.message_id > {marker})

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,7 +22,22 @@ from tortoise.transactions import in_transaction
 from .broker import Broker, Event
 from .db import param, param_prefix
 from .errors import APIError
-from .models import ADMIN, MEMBER, MESSAGE_FIELDS, Message, MessageJSON, ReadMarker, mention_text, message_json, utcnow
+from .models import (
+    ADMIN,
+    EDIT,
+    MEMBER,
+    MESSAGE,
+    MESSAGE_FIELDS,
+    REACT,
+    UNREACT,
+    Message,
+    MessageJSON,
+    ReactionJSON,
+    ReadMarker,
+    mention_text,
+    message_json,
+    utcnow,
+)
 from .rooms import Room, admission, direct_room_name_sql, require_user, user_not_found
 from .state import state
 
@@ -48,41 +64,45 @@ async def publish_to_user(user_id: int, frame: dict) -> None:
     await state().broker.publish(Event.build(inbox_channel(user_id), frame))
 
 
-async def send_message(sender_id: int, receiver_id: int, content: str, client_id: str | None) -> tuple[dict, bool]:
+async def send_message(
+    sender_id: int, receiver_id: int, content: str, client_id: str | None, reply_to: int | None = None
+) -> tuple[dict, bool]:
     """Send a direct message to receiver_id (POST /send-message with receiver_id)."""
-    await _check_send_rate(sender_id, client_id)
+    await check_send_rate(sender_id, client_id)
     await require_user(receiver_id)
-    return await _send(sender_id, Room.direct(sender_id, receiver_id), content, client_id)
+    return await _send(sender_id, Room.direct(sender_id, receiver_id), content, client_id, reply_to)
 
 
-async def send_to_room(sender_id: int, name: str, content: str, client_id: str | None) -> tuple[dict, bool]:
+async def send_to_room(
+    sender_id: int, name: str, content: str, client_id: str | None, reply_to: int | None = None
+) -> tuple[dict, bool]:
     """Send a message to the room named `name` (POST /send-message with room, a websocket's message frame):
     403 / 404 as rooms.admission says, 409 room_archived for an archived channel."""
-    await _check_send_rate(sender_id, client_id)
+    await check_send_rate(sender_id, client_id)
     admitted = await admission(sender_id, name)
     if admitted.archived:
         raise room_archived()
     if not admitted.room.is_channel:
         await require_user(admitted.room.other_member(sender_id))  # not to a deleted account
-    return await _send(sender_id, admitted.room, content, client_id)
+    return await _send(sender_id, admitted.room, content, client_id, reply_to)
 
 
 def room_archived() -> APIError:
     return APIError(409, "room_archived", "This channel is archived: it is read-only.")
 
 
-async def _send(sender_id: int, room: Room, content: str, client_id: str | None) -> tuple[dict, bool]:
+async def _send(
+    sender_id: int, room: Room, content: str, client_id: str | None, reply_to: int | None
+) -> tuple[dict, bool]:
     """Store a message once per (sender, client_id), then deliver it to the room.
 
     Returns (message, created). A repeated client_id returns the message stored the first time and
     publishes nothing: the first send already delivered it, and a resuming socket replays it from the database.
     """
-    app_state = state()
-    writer = app_state.message_writer
-    if writer is None:
-        writer = app_state.message_writer = MessageWriter(app_state.broker, app_state.settings.is_postgres)
+    if reply_to is not None and not await _is_message_of(room, reply_to):
+        raise APIError(400, "validation_error", "reply_to must be a message of the same room.")
     mentions = await mentioned_members(room, content)
-    stored = await writer.store(sender_id, room, content, client_id, mentions)
+    stored = await message_writer().store(sender_id, room, content, client_id, mentions, reply_to)
     if stored is not None:
         return stored, True
     # not inserted: this client_id is stored already (by an earlier send, or a concurrent one in the same batch)
@@ -92,7 +112,19 @@ async def _send(sender_id: int, room: Room, content: str, client_id: str | None)
     return existing.public(), False
 
 
-async def _check_send_rate(sender_id: int, client_id: str | None) -> None:
+def message_writer() -> MessageWriter:
+    """The app's one writer: every message and every change to one is stored and published through it."""
+    app_state = state()
+    if app_state.message_writer is None:
+        app_state.message_writer = MessageWriter(app_state.broker, app_state.settings.is_postgres)
+    return app_state.message_writer
+
+
+async def _is_message_of(room: Room, message_id: int) -> bool:
+    return await Message.exists(id=message_id, room=room.name, event=MESSAGE)
+
+
+async def check_send_rate(sender_id: int, client_id: str | None) -> None:
     app_state = state()
     settings = app_state.settings
     key = f"send:{sender_id}"
@@ -142,13 +174,38 @@ async def mentioned_members(room: Room, content: str) -> list[int]:
 MAX_BATCH = 200  # rows in one INSERT: 6 parameters each, far below either database's limit on parameters
 
 
+class _Settles:
+    stored: asyncio.Future
+
+    def settle(self, result: dict | None = None, error: BaseException | None = None) -> None:
+        if self.stored.done():  # the sender gave up waiting (its request was cancelled)
+            return
+        if error is not None:
+            self.stored.set_exception(error)
+        else:
+            self.stored.set_result(result)
+
+
+# A change to stored messages, run in the writer's transaction (with the room's lock on PostgreSQL): it stores
+# the change and its event row, and returns the event's frame, or None when nothing changed (no event)
+ChangeApply = Callable[[object, str], Awaitable[dict | None]]
+
+
 @dataclass(slots=True)
-class _Pending:
+class _Change(_Settles):
+    room: Room
+    apply: ChangeApply
+    stored: asyncio.Future  # the event's frame, or None
+
+
+@dataclass(slots=True)
+class _Pending(_Settles):
     sender_id: int
     room: Room
     content: str
     client_id: str | None
     mentions: list[int]
+    reply_to: int | None
     timestamp: datetime
     stored: asyncio.Future  # the message dict, or None when (sender_id, client_id) was stored already
 
@@ -166,15 +223,8 @@ class _Pending:
             self.timestamp,
             self.client_id,
             self.mentions,
+            reply_to=self.reply_to,
         )
-
-    def settle(self, result: dict | None = None, error: BaseException | None = None) -> None:
-        if self.stored.done():  # the sender gave up waiting (its request was cancelled)
-            return
-        if error is not None:
-            self.stored.set_exception(error)
-        else:
-            self.stored.set_result(result)
 
 
 class MessageWriter:
@@ -185,30 +235,54 @@ class MessageWriter:
     make up the next one. One task writes the batches one after another and publishes each batch's messages in
     id order before it writes the next, so each room's messages are published in id order (a socket that resumes
     with ?after relies on it), and a message once stored is published even if the request that sent it is gone.
+
+    Changes to messages (edit, delete, reactions: chat/changes.py) go through the same queue, each in a
+    transaction of its own between the batches, so that their events are published in id order with the
+    messages around them.
     """
 
     def __init__(self, broker: Broker, is_postgres: bool) -> None:
         self._broker = broker
         self._is_postgres = is_postgres
-        self._queue: list[_Pending] = []
+        self._queue: list[_Pending | _Change] = []
         self._task: asyncio.Task | None = None
 
     async def store(
-        self, sender_id: int, room: Room, content: str, client_id: str | None, mentions: list[int]
+        self,
+        sender_id: int,
+        room: Room,
+        content: str,
+        client_id: str | None,
+        mentions: list[int],
+        reply_to: int | None = None,
     ) -> dict | None:
         """The stored message, or None if this sender's client_id is stored already."""
         future = asyncio.get_running_loop().create_future()
-        pending = _Pending(sender_id, room, content, client_id, mentions, utcnow(), future)
-        self._queue.append(pending)
+        return await self._enqueue(_Pending(sender_id, room, content, client_id, mentions, reply_to, utcnow(), future))
+
+    async def change(self, room: Room, apply: ChangeApply) -> dict | None:
+        """Run a change to the room's messages in its turn; the published event's frame, or None (no change)."""
+        return await self._enqueue(_Change(room, apply, asyncio.get_running_loop().create_future()))
+
+    async def _enqueue(self, item: _Pending | _Change) -> dict | None:
+        self._queue.append(item)
         if self._task is None:
             self._task = asyncio.create_task(self._drain(), name="message-writer")
-        return await pending.stored
+        return await item.stored
 
     async def _drain(self) -> None:
-        batch: list[_Pending] = []
+        batch: list[_Pending | _Change] = []
         try:
             while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                if isinstance(self._queue[0], _Change):
+                    batch, self._queue = self._queue[:1], self._queue[1:]
+                    await self._apply(batch[0])
+                    continue
+                size = next(
+                    (n for n, item in enumerate(self._queue[:MAX_BATCH]) if isinstance(item, _Change)),
+                    min(len(self._queue), MAX_BATCH),
+                )
+                batch, self._queue = self._queue[:size], self._queue[size:]
                 await self._write(batch)
         except BaseException as exc:  # cancelled (the server stops): nobody may wait for ever
             for pending in [*batch, *self._queue]:
@@ -217,6 +291,22 @@ class MessageWriter:
             raise
         finally:
             self._task = None
+
+    async def _apply(self, change: _Change) -> None:
+        try:
+            async with in_transaction() as connection:
+                if self._is_postgres:  # as for messages (_insert): the event's id is allocated and committed in turn
+                    await connection.execute_query("SELECT pg_advisory_xact_lock($1)", [_room_lock_key(change.room)])
+                frame = await change.apply(connection, "$" if self._is_postgres else "?")
+        except Exception as exc:  # noqa: BLE001 - the caller gets the failure (its APIError, or a 503)
+            change.settle(error=exc)
+            return
+        if frame is not None:
+            try:
+                await self._broker.publish(Event.build(change.room.channel, frame))
+            except Exception:  # stored all the same: sockets replay it from the database when they resume
+                log.exception("publishing event %s failed", frame["id"])
+        change.settle(frame)
 
     async def _write(self, batch: list[_Pending]) -> None:
         try:
@@ -254,14 +344,14 @@ class MessageWriter:
     async def _insert(self, batch: list[_Pending]) -> list[int | None]:
         """INSERT the batch in one statement; the new id of each row, None where its client_id already existed.
         The mentions of the batch go in with it, in the same transaction."""
-        columns = ("sender_id", "receiver_id", "room", "content", "timestamp", "client_id", "mentions")
+        columns = ("sender_id", "receiver_id", "room", "content", "timestamp", "client_id", "mentions", "reply_to")
         values, rows = [], []
         mark = "$" if self._is_postgres else "?"
         for number, pending in enumerate(batch):
             first = number * len(columns) + 1
             rows.append("(" + ", ".join(f"{mark}{first + i}" for i in range(len(columns))) + ")")
             values += [pending.sender_id, pending.receiver_id, pending.room.name, pending.content]
-            values += [pending.timestamp, pending.client_id, mention_text(pending.mentions)]
+            values += [pending.timestamp, pending.client_id, mention_text(pending.mentions), pending.reply_to]
         sql = (
             f"INSERT INTO messages ({', '.join(columns)}) VALUES {', '.join(rows)}"  # noqa: S608 - markers only
             " ON CONFLICT DO NOTHING RETURNING id, sender_id, client_id"
@@ -349,8 +439,86 @@ async def room_history(
 
 
 async def messages_after(room: Room, after: int, limit: int, up_to: int | None = None) -> list[dict]:
-    """Stored messages of a room with after < id (<= up_to), oldest first: the websocket's replay."""
+    """Stored messages of a room with after < id (<= up_to), oldest first, without the changes (Socket.IO's
+    replay: its clients know only messages)."""
     return await _page(room, after=after, up_to=up_to, limit=limit)
+
+
+async def frames_after(room: Room, after: int, limit: int, up_to: int | None = None) -> list[dict]:
+    """The websocket's replay: the frames of a room's messages and changes with after < id (<= up_to), in id
+    order, each as it was published except that a message and an edit carry the message as it is now.
+    One range of the (room, id) index, whatever mixes messages and events."""
+    mark = param_prefix()
+    values: list = [room.name, after]
+    conditions = [f"room = {mark}1", f"id > {mark}2"]
+    if up_to is not None:
+        values.append(up_to)
+        conditions.append(f"id <= {mark}3")
+    values.append(limit)
+    sql = (
+        f"SELECT {MESSAGE_COLUMNS}, event, target_id FROM messages WHERE {' AND '.join(conditions)}"  # noqa: S608
+        f" ORDER BY id LIMIT {mark}{len(values)}"
+    )
+    connection = get_connection("default")
+    _, rows = await connection.execute_query(sql, values)
+    width = len(MESSAGE_FIELDS)
+    edited = [row[width + 1] for row in rows if row[width] == EDIT]
+    messages = {message["id"]: message for message in [message_json(*row[:width]) for row in rows]}
+    if edited:
+        messages.update({message["id"]: message for message in await messages_by_id(edited)})
+    await with_reactions([message for message in messages.values() if not message["deleted"]])
+    frames = []
+    for row in rows:
+        event_id, kind, target = row[0], row[width], row[width + 1]
+        if kind == MESSAGE:
+            frames.append({"type": "message", "message": messages[event_id]})
+        else:
+            frames.append(change_frame(event_id, kind, target, messages.get(target), row[1], row[4]))
+    return frames
+
+
+def change_frame(
+    event_id: int, kind: str, target_id: int, message: MessageJSON | None, user_id: int, emoji: str
+) -> dict:
+    """The frame of a change, as published and as replayed (API.md: edit, delete, reaction)."""
+    if kind == EDIT:
+        return {"type": "edit", "id": event_id, "message": message}
+    if kind in (REACT, UNREACT):
+        return {
+            "type": "reaction",
+            "id": event_id,
+            "message_id": target_id,
+            "emoji": emoji,
+            "user_id": user_id,
+            "added": kind == REACT,
+        }
+    return {"type": "delete", "id": event_id, "message_id": target_id}
+
+
+async def messages_by_id(ids: list[int]) -> list[MessageJSON]:
+    """The messages (not changes) with these ids, as they are now, without their reactions."""
+    markers = ", ".join(param(number) for number in range(1, len(ids) + 1))
+    sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ({markers}) AND event = ''"  # noqa: S608
+    _, rows = await get_connection("default").execute_query(sql, list(ids))
+    return [message_json(*row) for row in rows]
+
+
+async def with_reactions(messages: list[MessageJSON], connection=None) -> list[MessageJSON]:
+    """Fill in each message's reactions: one query for the lot, counted by emoji in the order of first use."""
+    by_id = {message["id"]: message for message in messages}
+    if not by_id:
+        return messages
+    markers = ", ".join(param(number) for number in range(1, len(by_id) + 1))
+    sql = f"SELECT message_id, emoji, user_id FROM reactions WHERE message_id IN ({markers}) ORDER BY id"  # noqa: S608
+    _, rows = await (connection or get_connection("default")).execute_query(sql, list(by_id))
+    grouped: dict[int, dict[str, ReactionJSON]] = {}
+    for message_id, emoji, user_id in rows:
+        reaction = grouped.setdefault(message_id, {}).setdefault(emoji, {"emoji": emoji, "count": 0, "user_ids": []})
+        reaction["count"] += 1
+        reaction["user_ids"].append(user_id)
+    for message_id, reactions in grouped.items():
+        by_id[message_id]["reactions"] = list(reactions.values())
+    return messages
 
 
 MESSAGE_COLUMNS = ", ".join(MESSAGE_FIELDS)
@@ -365,13 +533,14 @@ async def _page(
     up_to: int | None = None,
     newest_first: bool = False,
 ) -> list[MessageJSON]:
-    """Messages of a room in id order (or newest first) within the bounds, as message_json() builds them.
+    """Messages of a room in id order (or newest first) within the bounds, as message_json() builds them, with
+    their reactions; the changes' event rows are left out.
 
     Plain SQL, not the ORM: building the query and a model per row was most of a history page's time.
     """
     mark = param_prefix()
     values: list = [room.name]
-    conditions = [f"room = {mark}1"]
+    conditions = [f"room = {mark}1", "event = ''"]
     for operator, bound in ((">", after), ("<", before), ("<=", up_to)):
         if bound is not None:
             values.append(bound)
@@ -384,7 +553,7 @@ async def _page(
     # rows as the driver gives them (sqlite3.Row, asyncpg Record), their columns in MESSAGE_FIELDS order: passed
     # to message_json by position, not made into dicts first and unpacked by name, which took twice as long
     _, rows = await get_connection("default").execute_query(sql, values)
-    return [message_json(*row) for row in rows]
+    return await with_reactions([message_json(*row) for row in rows])
 
 
 async def newest_id(room: Room) -> int:
@@ -443,7 +612,7 @@ async def users_with_unread(me: int) -> list[dict]:
         SELECT u.id AS id, u.username AS username, u.is_admin AS is_admin, u.deactivated_at AS deactivated_at,
                u.deleted_at AS deleted_at,
           (SELECT COUNT(*) FROM messages m
-            WHERE m.room = {room} AND m.sender_id = u.id AND m.id > {marker}) AS unread,
+            WHERE m.room = {room} AND m.sender_id = u.id AND m.id > {marker} AND m.event = '') AS unread,
           (SELECT COUNT(*) FROM mentions n
             WHERE n.user_id = {me_} AND n.room = {room} AND n.message_id > {marker}) AS mentions
         FROM users u WHERE u.id <> {me_} ORDER BY u.username_key, u.id

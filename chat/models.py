@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TypedDict
 
 from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
+from typing_extensions import TypedDict  # pydantic reads it (schemas.MessageOut): Python < 3.12 needs this one
 
 
 def utcnow() -> datetime:
@@ -26,10 +26,25 @@ class MessageJSON(TypedDict):
     timestamp: str  # ISO 8601, UTC
     client_id: str | None
     mentions: list[int]  # the room's members that the content names with @username
+    edited_at: str | None  # ISO 8601, UTC: when the sender last edited it
+    deleted: bool  # a tombstone: content and mentions are gone, the id stays in history
+    reply_to: int | None  # a message of the same room that this one answers
+    reactions: list[ReactionJSON]  # ordered by first use
 
 
-# also the columns of the messages table that hold them, in message_json's order (history passes rows by position)
-MESSAGE_FIELDS = tuple(MessageJSON.__annotations__)
+class ReactionJSON(TypedDict):
+    emoji: str
+    count: int
+    user_ids: list[int]
+
+
+# read with the message from other tables, not columns of the messages table (changes.with_reactions)
+COMPUTED_FIELDS = ("reactions",)
+# the columns of the messages table that hold the rest, in message_json's order (history passes rows by position)
+MESSAGE_FIELDS = tuple(name for name in MessageJSON.__annotations__ if name not in COMPUTED_FIELDS)
+
+# what a row of the messages table is: a message (""), or a change to one, an event of the room's sequence
+MESSAGE, EDIT, DELETE, REACT, UNREACT = "", "edit", "delete", "react", "unreact"
 
 
 def message_json(
@@ -41,6 +56,11 @@ def message_json(
     timestamp: datetime | str,
     client_id: str | None,
     mentions: str | list[int] = "",
+    edited_at: datetime | str | None = None,
+    deleted: bool | int = False,
+    reply_to: int | None = None,
+    *,
+    reactions: list[ReactionJSON] | None = None,
 ) -> MessageJSON:
     """The one place a message's JSON is built: from a model, from a row the writer inserted, from a SELECT."""
     return {
@@ -52,6 +72,10 @@ def message_json(
         "timestamp": iso_utc(timestamp),
         "client_id": client_id,
         "mentions": mention_ids(mentions),
+        "edited_at": None if edited_at is None else iso_utc(edited_at),
+        "deleted": bool(deleted),  # SQLite reads 0 / 1
+        "reply_to": reply_to,
+        "reactions": reactions or [],
     }
 
 
@@ -147,6 +171,14 @@ class Message(Model):
     client_id = fields.CharField(max_length=64, null=True)
     # the mentioned user ids, comma-separated: a history page reads them with the row (the mentions table counts)
     mentions = fields.TextField(default="", db_default="")
+    edited_at = fields.DatetimeField(null=True)
+    deleted = fields.BooleanField(default=False, db_default=False)
+    reply_to = fields.IntField(null=True)  # a message of the same room (no foreign key: rows are never removed)
+    # MESSAGE for a message; for a change, what changed (EDIT, DELETE, REACT, UNREACT): a change takes its id from
+    # the same sequence in the same room, so replaying a room after an id is one range of the (room, id) index.
+    # The sender of a change is who made it; a reaction's emoji is its content.
+    event = fields.CharField(max_length=10, default=MESSAGE, db_default=MESSAGE)
+    target_id = fields.IntField(null=True)  # the message a change is about
 
     sender_id: int
     receiver_id: int | None
@@ -172,7 +204,30 @@ class Message(Model):
             self.timestamp,
             self.client_id,
             self.mentions,
+            self.edited_at,
+            self.deleted,
+            self.reply_to,
         )
+
+
+class Reaction(Model):
+    """One person's emoji on a message (at most once each): GET /get-messages counts them, by first use."""
+
+    id = fields.IntField(primary_key=True)
+    message: fields.ForeignKeyRelation[Message] = fields.ForeignKeyField(
+        "models.Message", related_name="reactions", on_delete=fields.CASCADE, db_index=False
+    )
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="reactions", on_delete=fields.CASCADE, db_index=False
+    )
+    emoji = fields.CharField(max_length=32)
+
+    message_id: int
+    user_id: int
+
+    class Meta:
+        table = "reactions"
+        unique_together = (("message", "user", "emoji"),)  # its index also reads a page's reactions
 
 
 class ReadMarker(Model):

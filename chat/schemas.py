@@ -234,6 +234,7 @@ class SendMessageIn(Input):
     room: RoomName | None = None
     content: Content
     client_id: ClientId | None = None
+    reply_to: Id | None = None  # a message of the same room (else 400)
 
     @model_validator(mode="after")
     def _one_destination(self) -> SendMessageIn:
@@ -299,6 +300,10 @@ class MarkReadIn(Input):
 
 # the documentation of models.MessageJSON, field for field
 MessageOut = create_model("MessageOut", **{name: (hint, ...) for name, hint in get_type_hints(MessageJSON).items()})
+
+
+class EditMessageIn(Input):
+    content: Content
 
 
 class MessagesOut(BaseModel):

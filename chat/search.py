@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from tortoise.connection import get_connection
 
+from .conversations import with_reactions
 from .db import param_prefix
 from .models import MESSAGE_FIELDS, message_json
 from .rooms import admit, channel_room_name_sql
@@ -210,7 +211,7 @@ def search_sql(query: Query, user_id: int, room: str | None, newest_below: int |
     columns = ", ".join(f"m.{name}" for name in MESSAGE_FIELDS)
     source, order = "messages m", "m.id"
     values: list = []
-    conditions: list[str] = []
+    conditions: list[str] = ["m.event = ''", "NOT m.deleted"]  # messages (not changes), never deleted ones
 
     def value(item: object) -> str:
         values.append(item)
@@ -261,9 +262,9 @@ async def search(
                 continue
             found.append({**message, "matches": spans})
             if len(found) > limit:
-                return found[:limit], True
+                return await with_reactions(found[:limit]), True
         if len(rows) < batch:
-            return found, False
+            return await with_reactions(found), False
         below = rows[-1][0]
         batch = min(batch * 2, MAX_BATCH)
 
@@ -277,5 +278,5 @@ async def reindex() -> int:
         await connection.execute_query("REINDEX INDEX ix_messages_search")
     else:
         await connection.execute_query("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
-    _, rows = await connection.execute_query("SELECT COUNT(*) FROM messages")
+    _, rows = await connection.execute_query("SELECT COUNT(*) FROM messages WHERE event = ''")
     return int(rows[0][0])

@@ -20,20 +20,20 @@ import time
 from dataclasses import dataclass
 
 import orjson
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from quart import Blueprint, websocket
 from quart_auth import Unauthorized, login_required
 from tortoise.exceptions import OperationalError
 
-from .. import accounts, conversations, rooms
+from .. import accounts, changes, conversations, rooms
 from ..activity import Activity, everyone, snapshot
 from ..asgi_websocket import OVERSIZED
-from ..broker import BrokerUnavailable, Event, Subscription
+from ..broker import CHANGE_FRAMES, BrokerUnavailable, Event, Subscription
 from ..errors import APIError, validation_fields
 from ..models import Membership
 from ..presence import ALL_PRESENCE, presence_channel, presence_events
 from ..rooms import Room, parse_room
-from ..schemas import MAX_ID, ClientId, Content, Cursor, Input
+from ..schemas import MAX_ID, ClientId, Content, Cursor, Id, Input
 from ..security import foreign_origin, session_active, signed_in
 from ..sockets import FrameBudget
 from ..state import AppState, state
@@ -58,6 +58,22 @@ log = logging.getLogger(__name__)
 class MessageFrame(Input):
     content: Content
     client_id: ClientId | None = None
+    reply_to: Id | None = None
+
+
+class EditFrame(Input):
+    message_id: Id
+    content: Content
+
+
+class DeleteFrame(Input):
+    message_id: Id
+
+
+class ReactFrame(Input):
+    message_id: Id
+    emoji: str = Field(min_length=1, max_length=changes.MAX_EMOJI)
+    on: bool = Field(strict=True)
 
 
 class ReadFrame(Input):
@@ -184,7 +200,7 @@ class Connection:
         self.room = room
         self.me = me
         self.other = other
-        self.last_sent = 0  # highest message id sent on this socket
+        self.last_sent = 0  # highest id (of a message or a change) sent on this socket
         self.first_after = 0  # the stream of this socket sends ids above it, in order
         self.acknowledged: set[int] = set()  # ids at or below first_after sent as acknowledgements
         self.last_typing = 0.0
@@ -264,7 +280,7 @@ class Connection:
                 await websocket.send(item)
             elif item.type == accounts.SESSION_REVOKED:
                 return POLICY_VIOLATION
-            elif item.type == "message":
+            elif item.type == "message" or item.type in CHANGE_FRAMES:
                 await self._send_message_event(item)
             elif item.type == "member" and not self._on_member(item):
                 return NOT_A_MEMBER
@@ -301,12 +317,12 @@ class Connection:
             await self._send_stored(message["id"])  # sent already, or now, in id order
 
     async def _send_stored(self, up_to: int | None = None) -> None:
-        """Send the stored messages of the room after last_sent (up to `up_to`), oldest first."""
+        """Send the stored messages and changes of the room after last_sent (up to `up_to`), in id order."""
         while True:
-            batch = await conversations.messages_after(self.room, self.last_sent, REPLAY_BATCH, up_to)
-            for message in batch:
-                await self._send_frame({"type": "message", "message": message})
-                self.last_sent = message["id"]
+            batch = await conversations.frames_after(self.room, self.last_sent, REPLAY_BATCH, up_to)
+            for frame in batch:
+                await self._send_frame(frame)
+                self.last_sent = frame["message"]["id"] if frame["type"] == "message" else frame["id"]
             if len(batch) < REPLAY_BATCH:
                 return
 
@@ -365,14 +381,22 @@ class Connection:
             await self._on_typing()
         elif kind == "read":
             await self._on_read(ReadFrame.model_validate(frame))
+        elif kind == "edit":
+            edit = EditFrame.model_validate(frame)
+            await changes.edit(self.me, edit.message_id, edit.content)
+        elif kind == "delete":
+            await changes.delete(self.me, DeleteFrame.model_validate(frame).message_id)
+        elif kind == "react":
+            react = ReactFrame.model_validate(frame)
+            await changes.react(self.me, react.message_id, react.emoji, react.on)
         else:
-            raise APIError(400, "unknown_type", "A frame's type is message, typing or read.")
+            raise APIError(400, "unknown_type", "A frame's type is message, typing, read, edit, delete or react.")
 
     async def _on_message(self, frame: MessageFrame) -> None:
         if self.other is None:
-            send = conversations.send_to_room(self.me, self.room.name, frame.content, frame.client_id)
+            send = conversations.send_to_room(self.me, self.room.name, frame.content, frame.client_id, frame.reply_to)
         else:
-            send = conversations.send_message(self.me, self.other, frame.content, frame.client_id)
+            send = conversations.send_message(self.me, self.other, frame.content, frame.client_id, frame.reply_to)
         message, created = await send
         if not created:
             # a repeated client_id: nothing new was published, so acknowledge from the database

@@ -10,7 +10,9 @@ import os
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import httpx
@@ -22,6 +24,7 @@ from tortoise.connection import get_connection
 from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
 
 from chat import db, search
+from chat.db import param_prefix
 from chat.models import Message, User
 from chat.rooms import room_for
 from chat.search import InvalidQuery, parse_query
@@ -246,10 +249,16 @@ async def test_the_migration_indexes_messages_already_stored(tmp_path):
         await executor.migrate([MigrationTarget(app_label="models", name="0003_account_lifecycle")])
         alice = await User.create(username="alice", username_key="alice", email="a@example.org", password_hash="x")
         bob = await User.create(username="bob", username_key="bob", email="b@example.org", password_hash="x")
-        old = [
-            await Message.create(sender=alice, receiver=bob, room="dm-1-2", content=text)
-            for text in ("Le déploiement d'hier", "nothing to see", "Deploy again tomorrow")
-        ]
+        # the previous schema's rows, by raw SQL: today's Message has columns that later migrations add
+        mark = param_prefix()
+        for text in ("Le déploiement d'hier", "nothing to see", "Deploy again tomorrow"):
+            await get_connection("default").execute_query(
+                "INSERT INTO messages (sender_id, receiver_id, room, content, timestamp, mentions)"
+                f" VALUES ({mark}1, {mark}2, 'dm-1-2', {mark}3, {mark}4, '')",
+                [alice.id, bob.id, text, datetime.now(UTC)],
+            )
+        _, rows = await get_connection("default").execute_query("SELECT id FROM messages ORDER BY id")
+        old = [SimpleNamespace(id=row[0]) for row in rows]
         await db.migrate(app.extensions["chat"].settings)
         applied = await get_connection("default").execute_query_dict("SELECT name FROM tortoise_migrations")
         assert sorted(row["name"] for row in applied) == MIGRATIONS

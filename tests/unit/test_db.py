@@ -12,7 +12,7 @@ from tortoise.exceptions import IntegrityError
 
 from chat import db
 from chat.config import load_settings
-from chat.models import MESSAGE_FIELDS, Message, ReadMarker, User, message_json
+from chat.models import COMPUTED_FIELDS, MESSAGE_FIELDS, Message, ReadMarker, User, message_json
 from chat.rooms import room_for
 from testkit.app import api_register, assert_error, started_app
 from testkit.backends import MIGRATIONS
@@ -144,4 +144,8 @@ async def test_the_migration_lock_excludes_other_holders(tmp_path):
 
 def test_history_selects_the_columns_in_the_order_message_json_takes_them():
     """conversations._page passes each row to message_json by position: the two orders must be one."""
-    assert tuple(inspect.signature(message_json).parameters) == MESSAGE_FIELDS
+    parameters = inspect.signature(message_json).parameters.values()
+    positional = tuple(parameter.name for parameter in parameters if parameter.kind != parameter.KEYWORD_ONLY)
+    assert positional == MESSAGE_FIELDS
+    # what is not a column of messages is read apart and passed by name
+    assert {p.name for p in parameters if p.kind == p.KEYWORD_ONLY} == set(COMPUTED_FIELDS)

@@ -157,7 +157,9 @@ const composer = new Composer({
   maxLength: Number(document.body.dataset.maxLength),
   onSend: (content) => conversation?.send(content),
   onTyping: () => conversation?.typed(),
+  onEditLast: () => conversation?.editLast() ?? false,
 });
+$("reply-cancel").addEventListener("click", () => conversation?.startReply(null));
 
 const panel = new MembersPanel({
   me,
@@ -324,6 +326,7 @@ async function openConversation(target, list, messageId = null) {
       historyStatus: $("history-status"),
       typing: $("typing"),
       jump: $("jump"),
+      reply: $("reply-bar"),
     },
     on: {
       connection: (state) => showConnection(conversationOf(target.room), state),

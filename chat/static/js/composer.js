@@ -6,7 +6,7 @@ const codePoints = (text) => [...text].length;
 const unstorable = (text) => text.includes("\0") || /\p{Cs}/u.test(text);
 
 export class Composer {
-  constructor({ form, input, counter, error, note, maxLength, onSend, onTyping }) {
+  constructor({ form, input, counter, error, note, maxLength, onSend, onTyping, onEditLast = () => false }) {
     this.form = form;
     this.note = note;
     this.button = form.querySelector("[type=submit]");
@@ -17,6 +17,7 @@ export class Composer {
     this.maxLength = maxLength;
     this.onSend = onSend;
     this.onTyping = onTyping;
+    this.onEditLast = onEditLast; // ↑ in an empty box: true when it opened my last message for editing
     input.addEventListener("keydown", (event) => this.keydown(event));
     input.addEventListener("input", () => this.changed());
     form.addEventListener("submit", (event) => {
@@ -29,6 +30,10 @@ export class Composer {
 
   keydown(event) {
     if (this.completer?.handleKey(event)) return;
+    if (event.key === "ArrowUp" && !this.input.value && this.onEditLast()) {
+      event.preventDefault();
+      return;
+    }
     // isComposing: Enter that confirms an IME candidate (Japanese, Chinese...) must not send
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();

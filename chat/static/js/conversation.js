@@ -2,6 +2,18 @@
 // up), live frames from the room's websocket, your own messages from "sending" to "sent" (when their echo comes
 // back) to "seen", typing, read markers, and in a channel who said what, mentions of me, and member changes.
 import { getJSON, postJSON } from "./api.js";
+import {
+  actions,
+  applyReaction,
+  deleteMessage,
+  editBox,
+  editMessage,
+  marks,
+  reactionsBar,
+  replyQuote,
+  setReaction,
+  tombstone,
+} from "./changes.js";
 import { RoomSocket } from "./socket.js";
 import { fullTime, shortTime } from "./time.js";
 
@@ -17,6 +29,7 @@ const FOUND_SHOWN_MS = 2_500;
 // Messages typed but not yet acknowledged, per room. They outlive a switch to another conversation and are
 // sent (again) whenever that room's socket opens: the server keeps one message per client_id.
 const outboxes = new Map();
+const replies = new Map(); // client_id -> the message it answers, while unacknowledged
 export const hasUnsent = () => [...outboxes.values()].some((outbox) => outbox.size > 0);
 
 /** A random client_id. crypto.randomUUID exists only in secure contexts (https, localhost). */
@@ -73,6 +86,8 @@ export class Conversation {
     if (!outboxes.has(this.room)) outboxes.set(this.room, new Map());
     this.outbox = outboxes.get(this.room); // client_id -> content
     this.elements = new Map(); // message id -> <li>
+    this.messages = new Map(); // message id -> the message as it is now (edits, deletes and reactions applied)
+    this.replyTo = null; // the message the next one I send answers
     this.pendingElements = new Map(); // client_id -> <li>
     this.lastSeenId = 0;
     this.oldestId = null;
@@ -188,6 +203,7 @@ export class Conversation {
       const older = document.createDocumentFragment();
       for (const message of result.data.messages) {
         if (this.elements.has(message.id)) continue;
+        this.messages.set(message.id, message);
         const item = this.element(message);
         this.markMention(item, message);
         older.append(item);
@@ -248,10 +264,14 @@ export class Conversation {
     return this.names(id) ?? `user ${id}`;
   }
 
+  quotedName(id) {
+    return id === this.me.id ? "You" : this.senderName(id);
+  }
+
   element(message, status = null) {
     const mine = message.sender_id === this.me.id;
     const item = document.createElement("li");
-    item.className = `message ${mine ? "mine" : "theirs"}`;
+    item.className = `message ${mine ? "mine" : "theirs"}${message.deleted ? " deleted" : ""}`;
     if (message.id) item.dataset.id = String(message.id);
     const speaker = document.createElement("span");
     // in a channel several people talk: each message says whose it is
@@ -259,7 +279,8 @@ export class Conversation {
     speaker.textContent = mine ? "You: " : `${this.senderName(message.sender_id)}${this.peer ? ": " : ""}`;
     const content = document.createElement("p");
     content.className = "content";
-    content.append(...this.contentNodes(message)); // text, never HTML
+    if (message.deleted) content.textContent = "This message was deleted.";
+    else content.append(...this.contentNodes(message), ...marks(message)); // text, never HTML
     const meta = document.createElement("p");
     meta.className = "meta";
     const time = document.createElement("time");
@@ -269,7 +290,21 @@ export class Conversation {
       state.className = "status";
       meta.append(state);
     }
-    item.append(speaker, content, meta);
+    item.append(speaker);
+    if (message.reply_to) item.append(replyQuote(message, this.messages.get(message.reply_to), (id) => this.quotedName(id), (id) => this.showOriginal(id)));
+    item.append(content, meta);
+    if (message.id && !message.deleted) {
+      item.append(reactionsBar(message, this.me, (id) => this.senderName(id), (emoji, on) => this.react(message.id, emoji, on)));
+      item.append(
+        actions({
+          mine,
+          onReact: (emoji) => this.react(message.id, emoji, true),
+          onReply: () => this.startReply(message.id),
+          onEdit: () => this.startEdit(message.id),
+          onDelete: () => this.remove(message.id),
+        }),
+      );
+    }
     this.stamp(item, message.timestamp);
     if (mine) this.setStatus(item, status ?? (message.id <= this.peerReadUpTo ? "seen" : "sent"));
     return item;
@@ -312,6 +347,7 @@ export class Conversation {
 
   remember(message, item) {
     this.elements.set(message.id, item);
+    this.messages.set(message.id, message);
     this.lastSeenId = Math.max(this.lastSeenId, message.id);
     this.oldestId = this.oldestId === null ? message.id : Math.min(this.oldestId, message.id);
     this.noteFromOthers(message);
@@ -344,17 +380,113 @@ export class Conversation {
   send(content) {
     const clientId = newClientId();
     this.outbox.set(clientId, content);
+    if (this.replyTo) replies.set(clientId, this.replyTo);
+    this.startReply(null);
     this.showPending(clientId, content);
     this.updateHistoryStatus();
     this.scrollToBottom();
-    this.socket.send({ type: "message", content, client_id: clientId });
+    this.socket.send(this.messageFrame(clientId, content));
+  }
+
+  messageFrame(clientId, content) {
+    const frame = { type: "message", content, client_id: clientId };
+    if (replies.has(clientId)) frame.reply_to = replies.get(clientId);
+    return frame;
   }
 
   /** Send every unacknowledged message (after a reconnect: the server ignores a client_id it already has). */
   flush() {
     for (const [clientId, content] of this.outbox) {
-      if (!this.socket.send({ type: "message", content, client_id: clientId })) return;
+      if (!this.socket.send(this.messageFrame(clientId, content))) return;
     }
+  }
+
+  // ---------------------------------------------------------------- changing messages
+
+  /** Redraw a shown message as it is now, in its place. */
+  redraw(message) {
+    const old = this.elements.get(message.id);
+    this.messages.set(message.id, message);
+    if (!old) return;
+    const item = this.element(message, old.dataset.status ?? null);
+    this.markMention(item, message);
+    old.replaceWith(item);
+    this.elements.set(message.id, item);
+    for (const quote of this.ui.list.querySelectorAll(`.reply-quote[data-reply-to="${message.id}"]`)) {
+      const reply = this.messages.get(Number(quote.closest("li").dataset.id));
+      if (reply) quote.replaceWith(replyQuote(reply, message, (id) => this.quotedName(id), (id) => this.showOriginal(id)));
+    }
+  }
+
+  onChange(frame) {
+    this.lastSeenId = Math.max(this.lastSeenId, frame.id); // a change is an event of the room's sequence
+    if (frame.type === "edit") return this.redraw(frame.message);
+    const message = this.messages.get(frame.message_id);
+    if (!message) return; // not shown: it is drawn as it is now when its page loads
+    if (frame.type === "delete") return this.redraw(tombstone(message));
+    const changed = { ...message, reactions: (message.reactions ?? []).map((r) => ({ ...r, user_ids: [...r.user_ids] })) };
+    applyReaction(changed, frame);
+    this.redraw(changed);
+  }
+
+  async react(id, emoji, on) {
+    const result = await setReaction(id, emoji, on);
+    if (!result.ok) this.composer.say(result.data.message || "The reaction could not be changed.");
+  }
+
+  async remove(id) {
+    if (!window.confirm("Delete this message for everyone? This cannot be undone.")) return;
+    const result = await deleteMessage(id);
+    if (!result.ok) this.composer.say(result.data.message || "The message could not be deleted.");
+  }
+
+  /** Edit a message of mine in place (Enter saves, Esc cancels). */
+  startEdit(id) {
+    const message = this.messages.get(id);
+    const item = this.elements.get(id);
+    if (!message || !item || message.deleted || message.sender_id !== this.me.id) return false;
+    const content = item.querySelector(".content");
+    const cancel = () => {
+      this.redraw(this.messages.get(id));
+      this.composer.input.focus();
+    };
+    const box = editBox(message.content, {
+      onCancel: cancel,
+      onSave: async (text) => {
+        const result = await editMessage(id, text);
+        if (!result.ok) return this.composer.say(result.data.message || "The message could not be edited.");
+        this.redraw(result.data);
+        this.composer.input.focus();
+      },
+    });
+    content.replaceChildren(box);
+    box.focus();
+    return true;
+  }
+
+  /** ↑ in an empty message box: edit my last message. */
+  editLast() {
+    const mine = [...this.messages.values()].filter((m) => m.sender_id === this.me.id && !m.deleted);
+    const last = mine.sort((a, b) => a.id - b.id).at(-1);
+    return last ? this.startEdit(last.id) : false;
+  }
+
+  /** The next message I send answers this one (null: none); the box above the composer says so. */
+  startReply(id) {
+    this.replyTo = id;
+    const bar = this.ui.reply;
+    if (!bar) return;
+    bar.hidden = id === null;
+    if (id === null) return;
+    const original = this.messages.get(id);
+    bar.querySelector(".reply-text").textContent = `Replying to ${this.senderName(original.sender_id)}: ${original.content.slice(0, 80)}`;
+    this.composer.input.focus();
+  }
+
+  /** Show the message a reply answers, loading older pages until it is there. */
+  async showOriginal(id) {
+    while (!this.elements.has(id) && this.hasMore && !this.closed) await this.loadOlder();
+    this.showFound(id);
   }
 
   typed() {
@@ -382,6 +514,10 @@ export class Conversation {
         return frame.room && this.on.room(frame.room);
       case "error":
         return this.onError(frame);
+      case "edit":
+      case "delete":
+      case "reaction":
+        return this.onChange(frame);
       default:
         return undefined; // a newer server's frame: nothing to do with it
     }
@@ -409,6 +545,7 @@ export class Conversation {
   /** The echo of one of mine: the pending bubble becomes the stored message, in its place by id. */
   confirm(item, message) {
     this.outbox.delete(message.client_id);
+    replies.delete(message.client_id);
     this.pendingElements.delete(message.client_id);
     item.classList.remove("pending");
     item.dataset.id = String(message.id);
@@ -417,6 +554,7 @@ export class Conversation {
     this.setStatus(item, message.id <= this.peerReadUpTo ? "seen" : "sent");
     this.place(item, message.id);
     this.remember(message, item);
+    this.redraw(message); // now with what a stored message has: its reply, reactions and actions
   }
 
   onError(frame) {

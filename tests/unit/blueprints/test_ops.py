@@ -26,11 +26,15 @@ ENDPOINTS = {
     ("/rooms/{name}/members", "post"): {"204", "400", "401", "403", "404", "409", "503"},
     ("/rooms/{name}/members/{user_id}", "delete"): {"204", "401", "403", "404", "409", "503"},
     ("/rooms/{name}/archive", "post"): {"204", "401", "403", "404", "503"},
+    ("/messages/{message_id}", "patch"): {"200", "400", "401", "403", "404", "409", "503"},
+    ("/messages/{message_id}", "delete"): {"204", "401", "403", "404", "409", "503"},
+    ("/messages/{message_id}/reactions/{emoji}", "put"): {"204", "400", "401", "404", "409", "503"},
+    ("/messages/{message_id}/reactions/{emoji}", "delete"): {"204", "400", "401", "404", "503"},
 }
 REQUEST_FIELDS = {
     "/register": {"username", "email", "password"},
     "/login": {"email", "username", "password"},
-    "/send-message": {"receiver_id", "room", "content", "client_id"},
+    "/send-message": {"receiver_id", "room", "content", "client_id", "reply_to"},
     "/mark-read": {"user_id", "room", "up_to"},
 }
 
@@ -93,6 +97,10 @@ async def test_openapi_lists_every_endpoint_with_its_shapes(openapi):
         "timestamp",
         "client_id",
         "mentions",
+        "edited_at",
+        "deleted",
+        "reply_to",
+        "reactions",
     }
     validation = paths["/register"]["post"]["responses"]["400"]["content"]["application/json"]["schema"]
     assert "fields" in resolve(openapi, validation)["properties"]
