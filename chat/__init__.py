@@ -83,6 +83,9 @@ def _application(settings: Settings) -> Quart:
     app.asgi_websocket_class = BoundedWebsocketConnection  # incoming frames bounded (asgi_websocket.py)
     app.secret_key = settings.secret_key or instance_secret_key(instance_path)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # "//" in a path is a 404 like any unknown path, not a 308 to the merged one with an HTML body (a reaction's
+    # emoji is a path segment: "/" in it, percent-encoded or not, must not move the request elsewhere)
+    app.url_map.merge_slashes = False
     return app
 
 

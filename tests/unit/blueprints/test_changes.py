@@ -39,7 +39,7 @@ async def history(client, room: str) -> list[dict]:
 
 
 def reaction_path(message_id: int, emoji: str) -> str:
-    return f"/messages/{message_id}/reactions/{quote(emoji)}"
+    return f"/messages/{message_id}/reactions/{quote(emoji, safe='')}"  # "/" too: the emoji is one segment
 
 
 async def test_a_new_message_has_the_defaults_and_replies_name_a_message_of_the_same_room(trio):
