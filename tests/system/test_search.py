@@ -20,18 +20,15 @@ import hypothesis
 import pytest
 from hypothesis import HealthCheck, Phase
 from hypothesis import strategies as st
-from tortoise.connection import get_connection
-from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
 
-from chat import db, search
-from chat.db import param_prefix
-from chat.models import Message, User
+from chat import search
+from chat.models import Message
 from chat.rooms import room_for
 from chat.search import InvalidQuery, parse_query
 from testkit import backends, probes
-from testkit.app import started_app
 from testkit.backends import MIGRATIONS, PG_URL, REDIS_URL, backend_settings, psql
 from testkit.http import signed_in_client
+from testkit.migrations import schema_at
 from testkit.servers import ROOT, Server
 
 # ---------------------------------------------------------------- the query language (no database)
@@ -243,29 +240,22 @@ def test_search_finds_only_the_callers_rooms_and_pages_newest_first(server, tmp_
 
 async def test_the_migration_indexes_messages_already_stored(tmp_path):
     """From the schema before search, with messages in it, to the search migration: they are found."""
-    async with started_app(tmp_path, migrate=False) as app:
-        config = db.tortoise_config(app.extensions["chat"].settings)
-        executor = MigrationExecutor(get_connection("default"), config["apps"])
-        await executor.migrate([MigrationTarget(app_label="models", name="0003_account_lifecycle")])
-        alice = await User.create(username="alice", username_key="alice", email="a@example.org", password_hash="x")
-        bob = await User.create(username="bob", username_key="bob", email="b@example.org", password_hash="x")
-        # the previous schema's rows, by raw SQL: today's Message has columns that later migrations add
-        mark = param_prefix()
+    async with schema_at(tmp_path, "0003_account_lifecycle") as schema:
+        alice = SimpleNamespace(id=await schema.add_user("alice"))
+        bob = SimpleNamespace(id=await schema.add_user("bob"))
+        mark = schema.mark
         for text in ("Le déploiement d'hier", "nothing to see", "Deploy again tomorrow"):
-            await get_connection("default").execute_query(
+            await schema.execute(
                 "INSERT INTO messages (sender_id, receiver_id, room, content, timestamp, mentions)"
                 f" VALUES ({mark}1, {mark}2, 'dm-1-2', {mark}3, {mark}4, '')",
                 [alice.id, bob.id, text, datetime.now(UTC)],
             )
-        _, rows = await get_connection("default").execute_query("SELECT id FROM messages ORDER BY id")
-        old = [SimpleNamespace(id=row[0]) for row in rows]
-        await db.migrate(app.extensions["chat"].settings)
-        applied = await get_connection("default").execute_query_dict("SELECT name FROM tortoise_migrations")
-        assert sorted(row["name"] for row in applied) == MIGRATIONS
+        old = [SimpleNamespace(**row) for row in await schema.query("SELECT id FROM messages ORDER BY id")]
+        assert await schema.migrate_the_rest() == MIGRATIONS
         messages, has_more = await search.search(bob.id, parse_query("deplo"))
         assert [message["id"] for message in messages] == [old[2].id, old[0].id] and not has_more
         assert messages[1]["content"] == "Le déploiement d'hier"  # the data is kept as it was
-        new = await Message.create(sender=bob, receiver=alice, room="dm-1-2", content="deployed")
+        new = await Message.create(sender_id=bob.id, receiver_id=alice.id, room="dm-1-2", content="deployed")
         messages, _ = await search.search(alice.id, parse_query("deplo"))
         assert [message["id"] for message in messages] == [new.id, old[2].id, old[0].id]
         assert await search.reindex() == 4

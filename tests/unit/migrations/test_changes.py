@@ -8,47 +8,29 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
-from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
 
 from chat import changes, search
-from chat.db import tortoise_config
-from chat.models import Message, User
-from testkit.app import started_app
-
-
-async def query(sql: str, values: list | None = None) -> list[dict]:
-    return await get_connection("default").execute_query_dict(sql, values or [])
+from chat.models import Message
+from testkit.migrations import schema_at
 
 
 async def test_migrating_from_the_search_schema_keeps_every_message_and_the_indexes(tmp_path):
-    async with started_app(tmp_path, migrate=False) as app:
+    async with schema_at(tmp_path, "0004_search") as schema:
+        app, query, mark = schema.app, schema.query, schema.mark
         settings = app.extensions["chat"].settings
-        executor = MigrationExecutor(get_connection("default"), tortoise_config(settings)["apps"])
-        await executor.migrate([MigrationTarget("models", "0004_search")])
         now = datetime.now(UTC)
-        for name in ("alice", "bob"):
-            await User.raw(
-                "INSERT INTO users (username, username_key, email, password_hash, created_at) "
-                f"VALUES ('{name}', '{name}', '{name}@example.org', 'x', '2026-11-01 00:00:00+00:00')"
-            )
-        ids = {row["username"]: row["id"] for row in await query("SELECT id, username FROM users")}
-        alice, bob = ids["alice"], ids["bob"]
+        alice, bob = await schema.add_user("alice"), await schema.add_user("bob")
         room = f"dm-{min(alice, bob)}-{max(alice, bob)}"
-        connection = get_connection("default")
-        mark = "$" if settings.is_postgres else "?"
         for number in range(1, 4):
-            await connection.execute_query(
+            await schema.execute(
                 "INSERT INTO messages (sender_id, receiver_id, room, content, timestamp, client_id, mentions) "
                 f"VALUES ({mark}1, {mark}2, {mark}3, {mark}4, {mark}5, {mark}6, '')",
                 [alice, bob, room, f"rollout {number}", now, f"c{number}"],
             )
         old = await query("SELECT id, content FROM messages ORDER BY id")
 
-        await executor.migrate()
-
-        applied = [row["name"] for row in await query("SELECT name FROM tortoise_migrations ORDER BY id")]
+        applied = await schema.migrate_the_rest()
         assert applied[-1] == "0005_changes"
         messages = [m.public() for m in await Message.all().order_by("id")]
         assert [(m["id"], m["content"]) for m in messages] == [(row["id"], row["content"]) for row in old]

@@ -6,58 +6,38 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
-from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
 
 from chat import conversations
-from chat.db import tortoise_config
 from chat.models import Channel, Membership, Mention, Message, ReadMarker, Session, User
-from testkit.app import started_app
-
-
-async def query(sql: str, values: list | None = None) -> list[dict]:
-    return await get_connection("default").execute_query_dict(sql, values or [])
+from testkit.migrations import schema_at
 
 
 async def test_migrating_from_the_initial_schema_keeps_every_row(tmp_path):
-    async with started_app(tmp_path, migrate=False) as app:
-        settings = app.extensions["chat"].settings
-        executor = MigrationExecutor(get_connection("default"), tortoise_config(settings)["apps"])
-        await executor.migrate([MigrationTarget("models", "0001_initial")])
-        # the previous schema, filled as the previous code filled it (raw SQL: today's models have more columns)
+    async with schema_at(tmp_path, "0001_initial") as old:
+        app, query, mark = old.app, old.query, old.mark
         now = datetime.now(UTC)
-        for name in ("alice", "bob"):
-            await User.raw(
-                "INSERT INTO users (username, username_key, email, password_hash, created_at) "
-                f"VALUES ('{name}', '{name}', '{name}@example.org', 'x', '2026-11-01 00:00:00+00:00')"
-            )
-        # read by raw SQL too: today's User model has columns that later migrations add
-        ids = {row["username"]: row["id"] for row in await query("SELECT id, username FROM users")}
-        alice, bob = User(id=ids["alice"], username="alice"), User(id=ids["bob"], username="bob")
-        connection = get_connection("default")
-        mark = "$" if settings.is_postgres else "?"
+        alice = User(id=await old.add_user("alice"), username="alice")
+        bob = User(id=await old.add_user("bob"), username="bob")
         for number in range(1, 4):
-            await connection.execute_query(
+            await old.execute(
                 "INSERT INTO messages (sender_id, receiver_id, room, content, timestamp, client_id) "
                 f"VALUES ({mark}1, {mark}2, {mark}3, {mark}4, {mark}5, {mark}6)",
                 [alice.id, bob.id, f"dm-{alice.id}-{bob.id}", f"hello {number}", now, f"c{number}"],
             )
         first = (await query("SELECT MIN(id) AS id FROM messages"))[0]["id"]
-        await connection.execute_query(
+        await old.execute(
             f"INSERT INTO read_markers (user_id, room, up_to, updated_at) VALUES ({mark}1, {mark}2, {mark}3, {mark}4)",
             [bob.id, f"dm-{alice.id}-{bob.id}", first, now],
         )
-        await connection.execute_query(
+        await old.execute(
             "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)"
             f" VALUES ({mark}1, {mark}2, {mark}3, {mark}4)",
             ["a" * 64, alice.id, now, now + timedelta(days=1)],
         )
 
-        await executor.migrate()
+        applied = await old.migrate_the_rest()
         alice, bob = await User.get(id=alice.id), await User.get(id=bob.id)
-
-        applied = [row["name"] for row in await query("SELECT name FROM tortoise_migrations ORDER BY id")]
         assert applied[:2] == ["0001_initial", "0002_channels"]
         messages = await Message.all().order_by("id")
         assert [m.content for m in messages] == ["hello 1", "hello 2", "hello 3"]
