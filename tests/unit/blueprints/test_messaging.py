@@ -9,7 +9,7 @@ import pytest
 
 from chat.models import Message, ReadMarker
 from chat.rooms import room_for
-from testkit.app import assert_error
+from testkit.app import MESSAGE_FIELDS, assert_error
 
 MAX_ID = 2**31 - 1
 
@@ -50,20 +50,7 @@ async def test_send_stores_and_returns_the_message(pair):
     response = await send(bob, a["id"], "  hello, alice  ")
     assert response.status_code == 201
     message = await response.get_json()
-    assert set(message) == {
-        "id",
-        "sender_id",
-        "receiver_id",
-        "room",
-        "content",
-        "timestamp",
-        "client_id",
-        "mentions",
-        "edited_at",
-        "deleted",
-        "reply_to",
-        "reactions",
-    }
+    assert set(message) == MESSAGE_FIELDS
     assert message["sender_id"] == b["id"] and message["receiver_id"] == a["id"]
     assert message["room"] == f"dm-{min(a['id'], b['id'])}-{max(a['id'], b['id'])}"
     assert message["content"] == "  hello, alice  "  # stored exactly as sent

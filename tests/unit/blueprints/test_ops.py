@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from testkit.app import MESSAGE_FIELDS
+
 # Every JSON endpoint of API.md (but the websocket), with the method and the statuses it documents.
 ENDPOINTS = {
     ("/register", "post"): {"201", "400", "409", "503"},
@@ -88,20 +90,7 @@ async def test_openapi_lists_every_endpoint_with_its_shapes(openapi):
     message = resolve(
         openapi, paths["/send-message"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
     )
-    assert set(message["properties"]) == {
-        "id",
-        "sender_id",
-        "receiver_id",
-        "room",
-        "content",
-        "timestamp",
-        "client_id",
-        "mentions",
-        "edited_at",
-        "deleted",
-        "reply_to",
-        "reactions",
-    }
+    assert set(message["properties"]) == MESSAGE_FIELDS
     validation = paths["/register"]["post"]["responses"]["400"]["content"]["application/json"]["schema"]
     assert "fields" in resolve(openapi, validation)["properties"]
 
