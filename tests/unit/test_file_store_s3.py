@@ -3,8 +3,13 @@ FileStore contract (testkit/file_store_contract.py), and what is S3's own (its U
 
 from __future__ import annotations
 
+import inspect
+import subprocess
+import sys
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Protocol
 
 import pytest
 
@@ -12,6 +17,30 @@ from chat.config import ConfigError
 from chat.file_store_s3 import S3Store, parse_s3_url
 from testkit.file_store_contract import FileStoreContract, digest, payload
 from testkit.s3 import CREDENTIALS
+from testkit.servers import ROOT
+
+
+class FileStore(Protocol):
+    """The seam of chat/file_store.py (issue 16), copied: S3Store must fit it exactly."""
+
+    async def write(self, key: str, chunks: AsyncIterator[bytes]) -> int: ...
+    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]: ...
+    async def size(self, key: str) -> int | None: ...
+    async def delete(self, key: str) -> None: ...
+    async def sweep_incomplete(self, older_than_seconds: float) -> int: ...
+    async def close(self) -> None: ...
+
+
+def test_s3_store_fits_the_seam():
+    for name, method in inspect.getmembers(FileStore, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        ours = getattr(S3Store, name)
+        assert inspect.signature(ours) == inspect.signature(method), name
+        if name == "read":  # an async generator: calling it gives the AsyncIterator
+            assert inspect.isasyncgenfunction(ours)
+        else:
+            assert inspect.iscoroutinefunction(ours), name
 
 
 @pytest.fixture
@@ -107,6 +136,38 @@ async def test_two_stores_share_the_files(s3_env):
     finally:
         for store in (one, two, other):
             await store.close()
+
+
+WRITER = """
+import asyncio, sys
+from chat.file_store_s3 import S3Store
+from testkit.file_store_contract import payload
+
+async def main(bucket, prefix, endpoint):
+    store = S3Store(bucket, prefix, endpoint_url=endpoint)
+    try:
+        print(await store.write("yz/from-elsewhere", payload("elsewhere", 9 * 1024 * 1024)))
+    finally:
+        await store.close()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_a_file_written_by_another_process_is_served_here(store, s3_env):
+    """Two workers on two machines: another process writes through S3 (its own client and settings), this one
+    reads it."""
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER, store.bucket, store.prefix, s3_env.endpoint],
+        cwd=ROOT,
+        env={**s3_env.env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == str(9 * 1024 * 1024), done.stderr
+    assert await store.size("yz/from-elsewhere") == 9 * 1024 * 1024
+    assert await digest(store.read("yz/from-elsewhere")) == await digest(payload("elsewhere", 9 * 1024 * 1024))
 
 
 async def test_close_then_use_again_opens_a_new_client(store):
