@@ -100,10 +100,18 @@ class S3Store:
             if self._client is None:
                 session = get_session()
                 region = session.get_config_variable("region") or DEFAULT_REGION
+                # another S3-compatible store (MinIO, Ceph, moto, ...) is often reached by address: the bucket goes
+                # in the path; and several refuse the CRC32 checksums that botocore sends AWS since 1.36, so they
+                # are sent only where an operation requires them (SigV4 or TLS still covers the bytes)
+                compatible = (
+                    {"request_checksum_calculation": "when_required", "response_checksum_validation": "when_required"}
+                    if self.endpoint_url
+                    else {}
+                )
                 config = AioConfig(
                     signature_version="s3v4",
-                    # a store of one's own (MinIO, moto, ...) is usually reached by address: bucket in the path
                     s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+                    **compatible,
                     retries={"mode": "standard", "max_attempts": 3},
                     connect_timeout=10,
                     read_timeout=60,

@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from chat.config import ConfigError
 from chat.file_store_s3 import S3Store, parse_s3_url
-from testkit.file_store_contract import FileStoreContract, digest, payload
+from testkit.file_store_contract import FileStoreContract, digest, payload, read_all
 from testkit.s3 import CREDENTIALS
-from testkit.servers import ROOT
+from testkit.servers import ROOT, free_port
 
 
 class FileStore(Protocol):
@@ -168,6 +169,20 @@ async def test_a_file_written_by_another_process_is_served_here(store, s3_env):
     assert done.returncode == 0 and done.stdout.strip() == str(9 * 1024 * 1024), done.stderr
     assert await store.size("yz/from-elsewhere") == 9 * 1024 * 1024
     assert await digest(store.read("yz/from-elsewhere")) == await digest(payload("elsewhere", 9 * 1024 * 1024))
+
+
+async def test_an_unreachable_store_is_an_error_not_a_hang(s3_env):
+    """Nothing listens on the endpoint: each call fails after botocore's few retries (the files domain answers it)."""
+    store = S3Store(s3_env.bucket, "t-unreachable", endpoint_url=f"http://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(EndpointConnectionError):
+            await store.write("ab/x", payload("x", 100))
+        with pytest.raises(EndpointConnectionError):
+            await store.size("ab/x")
+        with pytest.raises(EndpointConnectionError):
+            await read_all(store, "ab/x")
+    finally:
+        await store.close()
 
 
 async def test_close_then_use_again_opens_a_new_client(store):
