@@ -82,13 +82,15 @@ class S3Store:
     def __init__(self, bucket: str, prefix: str, endpoint_url: str | None = None) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        if not self.prefix:  # sweeps and names stay under PREFIX/: never the whole bucket
+            raise ValueError("an S3 store needs a prefix")
         self.endpoint_url = endpoint_url
         self._client: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._opening: asyncio.Lock | None = None
 
     def _name(self, key: str) -> str:
-        return f"{self.prefix}/{check_key(key)}" if self.prefix else check_key(key)
+        return f"{self.prefix}/{check_key(key)}"
 
     async def client(self) -> Any:
         """The store's one client, opened on first use (every call of every task shares it and its pool)."""

@@ -204,6 +204,12 @@ def test_parse_s3_url(url, expected):
     assert parse_s3_url(url) == expected
 
 
+@pytest.mark.parametrize("prefix", ["", "/", "//"])
+def test_a_store_needs_a_prefix(prefix):
+    with pytest.raises(ValueError, match="prefix"):
+        S3Store("chat-files", prefix)
+
+
 @pytest.mark.parametrize(
     "url",
     [
