@@ -4,6 +4,7 @@ import pytest
 
 from testkit.app import api_login, api_register, started_app
 from testkit.backends import BACKEND, drop_test_databases
+from testkit.s3 import moto_s3
 from testkit.servers import Server
 
 
@@ -57,6 +58,13 @@ def signup(make_client):
         return person, await api_login(person, name)
 
     return _signup
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (moto's, on 127.0.0.1) for the session, with its bucket: testkit.s3.S3Server."""
+    with moto_s3(tmp_path_factory.mktemp("s3")) as s3:
+        yield s3
 
 
 @pytest.fixture
