@@ -13,9 +13,20 @@ import orjson
 from tortoise.connection import get_connection
 from tortoise.transactions import in_transaction
 
-from .conversations import MESSAGE_COLUMNS
+from .conversations import MESSAGE_COLUMNS, with_reactions
 from .db import param
-from .models import MESSAGE_FIELDS, Channel, Membership, Mention, ReadMarker, User, mention_text, message_json, utcnow
+from .models import (
+    MESSAGE_FIELDS,
+    Channel,
+    Membership,
+    Mention,
+    Reaction,
+    ReadMarker,
+    User,
+    mention_text,
+    message_json,
+    utcnow,
+)
 from .rooms import Room
 
 FORMAT = "chat-export"
@@ -81,8 +92,9 @@ def _channel(channel: Channel) -> dict:
 
 
 async def _messages(user_id: int | None, rooms: list[str]) -> AsyncIterator[list[dict]]:
-    """Messages in id order, a batch at a time (keyset paging: each batch is a range scan); for one user, the
-    direct messages they sent or received and every message of their channels (`rooms`)."""
+    """Messages in id order, a batch at a time (keyset paging: each batch is a range scan), each with its reactions
+    (one more query per batch); for one user, the direct messages they sent or received and every message of their
+    channels (`rooms`). The changes' event rows are not exported: a message is exported as it is now."""
     after = 0
     while True:
         values: list = [after]
@@ -99,7 +111,7 @@ async def _messages(user_id: int | None, rooms: list[str]) -> AsyncIterator[list
         _, rows = await get_connection("default").execute_query(sql, values)
         if not rows:
             return
-        batch = [message_json(*row) for row in rows]
+        batch = await with_reactions([message_json(*row) for row in rows])
         yield batch
         after = batch[-1]["id"]
 
@@ -141,17 +153,20 @@ async def import_instance(document: dict) -> dict[str, int]:
                 using_db=connection, **{**membership, "joined_at": datetime.fromisoformat(membership["joined_at"])}
             )
         messages = document["messages"]
+        reactions = 0
         for start in range(0, len(messages), BATCH):
             await _insert_messages(connection, messages[start : start + BATCH])
+            reactions += await _insert_reactions(connection, messages[start : start + BATCH])
         for marker in document["read_markers"]:
             await ReadMarker.create(using_db=connection, **marker)
         if connection.capabilities.dialect == "postgres":  # the next ids continue after the imported ones
-            for table in ("users", "channels", "memberships", "messages", "mentions", "read_markers"):
+            for table in ("users", "channels", "memberships", "messages", "mentions", "reactions", "read_markers"):
                 await connection.execute_query(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(MAX(id), 0) + 1, false) "  # noqa: S608
                     f"FROM {table}"
                 )
-    return {key: len(document[key]) for key in ("users", "channels", "memberships", "messages", "read_markers")}
+    counts = {key: len(document[key]) for key in ("users", "channels", "memberships", "messages", "read_markers")}
+    return {**counts, "reactions": reactions}
 
 
 async def _insert_messages(connection, messages: list[dict]) -> None:
@@ -172,6 +187,21 @@ async def _insert_messages(connection, messages: list[dict]) -> None:
     ]
     if mentioned:
         await Mention.bulk_create(mentioned, using_db=connection)
+
+
+async def _insert_reactions(connection, messages: list[dict]) -> int:
+    """One row per person and emoji of each message's `reactions` (absent from exports made before reactions), in
+    the export's order, so that each message's emojis keep their order of first use; a repeated person is one row
+    (a reaction is at most once each, as PUT makes it)."""
+    rows: dict[tuple[int, int, str], Reaction] = {}
+    for message in messages:
+        for reaction in message.get("reactions") or []:
+            for user_id in reaction["user_ids"]:
+                key = (message["id"], user_id, reaction["emoji"])
+                rows.setdefault(key, Reaction(message_id=key[0], user_id=key[1], emoji=key[2]))
+    if rows:
+        await Reaction.bulk_create(list(rows.values()), using_db=connection)
+    return len(rows)
 
 
 def _column_value(message: dict, name: str) -> object:

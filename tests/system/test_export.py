@@ -64,6 +64,19 @@ def populate(server: Server) -> None:
     for number, sender in enumerate(["alice", "bob", "carol", "alice"]):
         body = {"room": team, "content": f"in the team {number} @bob"}
         assert clients[sender].post("/send-message", json=body).status_code == 201
+    # changes: an edit, a delete, a reply, reactions in the channel and in a direct conversation
+    history = clients["alice"].get("/get-messages", params={"room": team}).json()["messages"]
+    first, by_bob = history[0], history[1]
+    assert clients["alice"].patch(f"/messages/{first['id']}", json={"content": "edited @bob"}).status_code == 200
+    assert clients["bob"].delete(f"/messages/{by_bob['id']}").status_code == 204
+    reply = {"room": team, "content": "a reply", "reply_to": first["id"]}
+    assert clients["carol"].post("/send-message", json=reply).status_code == 201
+    for name, emoji in (("bob", "👍"), ("carol", "🎉"), ("carol", "👍"), ("alice", "👍")):
+        assert clients[name].put(f"/messages/{first['id']}/reactions/{emoji}").status_code == 204
+    direct = clients["bob"].get("/get-messages", params={"user_id": users["alice"]["id"]}).json()["messages"][0]
+    assert clients["bob"].put(f"/messages/{direct['id']}/reactions/❤️").status_code == 204
+    assert clients["alice"].put(f"/messages/{direct['id']}/reactions/👎").status_code == 204
+    assert clients["alice"].delete(f"/messages/{direct['id']}/reactions/👎").status_code == 204
     last = clients["bob"].get("/get-messages", params={"user_id": users["alice"]["id"]}).json()["messages"][-1]
     assert clients["bob"].post("/mark-read", json={"user_id": users["alice"]["id"], "up_to": last["id"]}).status_code
     root = httpx.Client(base_url=server.base_url, timeout=10)
@@ -92,10 +105,25 @@ def test_export_then_import_into_an_empty_instance_gives_identical_answers(tmp_p
     document = json.loads(export.read_text())
     assert (document["format"], document["version"], document["scope"]) == ("chat-export", 1, "instance")
     assert oct(export.stat().st_mode & 0o777) == "0o600"  # it holds password hashes
+    # the messages as they are now: no change-event rows, the changes shown on the messages they changed
+    messages = document["messages"]
+    assert len(messages) == 17  # 12 direct, 5 in the team: the 2 changes and 7 reaction events are not rows here
+    edited, deleted, reply = (next(m for m in messages if test(m)) for test in (
+        lambda m: m["edited_at"], lambda m: m["deleted"], lambda m: m["reply_to"]))  # fmt: skip
+    assert (edited["content"], deleted["content"], reply["reply_to"]) == ("edited @bob", "", edited["id"])
+    ids = {name: user["id"] for name, user in ((u["username"], u) for u in document["users"])}
+    assert edited["reactions"] == [
+        {"emoji": "👍", "count": 3, "user_ids": [ids["bob"], ids["carol"], ids["alice"]]},
+        {"emoji": "🎉", "count": 1, "user_ids": [ids["carol"]]},
+    ]
+    assert [m["reactions"] for m in messages if m["room"] == edited["room"] and m is not edited] == [[], [], [], []]
+    assert [m["reactions"] for m in messages if m["receiver_id"]][0] == [
+        {"emoji": "❤️", "count": 1, "user_ids": [ids["bob"]]}
+    ]
 
     imported = chat(copy_dir, "import", str(export))
     assert imported.returncode == 0, imported.stderr
-    assert "imported 5 users, 2 channels, 4 memberships, 16 messages, 1 read markers" in imported.stdout
+    assert "imported 5 users, 2 channels, 4 memberships, 17 messages, 1 read markers, 5 reactions" in imported.stdout
     copy = Server(workdir=copy_dir).start()
     try:
         assert api_answers(copy, ["root", "alice", "bob"]) == before
@@ -107,7 +135,7 @@ def test_export_then_import_into_an_empty_instance_gives_identical_answers(tmp_p
             assert newcomer["id"] == 6
             login(client, "dave")
             sent = client.post("/send-message", json={"receiver_id": 2, "content": "after the import"})
-            assert sent.status_code == 201 and sent.json()["id"] == 17
+            assert sent.status_code == 201 and sent.json()["id"] == messages[-1]["id"] + 1
         again = chat(copy_dir, "import", str(export))
         assert again.returncode == 2 and "accounts already" in again.stderr
     finally:

@@ -123,3 +123,43 @@ def test_edit_delete_react_and_reply_between_two_people_live_and_after_a_reload(
         open_conversation(page, "bob" if page is alice else "alice")
         expect(page.locator("#message-list .message.deleted .content")).to_have_text("This message was deleted.")
         expect(message(page, "hi alice").locator(".reply-quote")).to_contain_text("a deleted message")
+
+
+def test_a_channel_owner_deletes_a_members_message_and_the_member_sees_it_deleted_live(open_page):
+    alice, bob = open_page(), open_page()
+    sign_up(alice, "alice")
+    sign_up(bob, "bob")
+    alice.reload()
+    asked = []
+    alice.on("dialog", lambda dialog: asked.append(dialog.message))  # open_page's handler says yes
+
+    # alice makes a channel with bob in it: she owns it, he is a member
+    alice.get_by_role("button", name="New channel").click()
+    dialog = alice.get_by_role("dialog", name="New channel")
+    dialog.get_by_label("Name").fill("team")
+    dialog.get_by_role("checkbox", name="bob", exact=True).check()
+    dialog.get_by_role("button", name="Create channel").click()
+    expect(alice.locator("#peer-name")).to_have_text("team")
+    bob.locator("#channels .person", has=bob.locator(".person-name", has_text=re.compile("^team$"))).click()
+    expect(bob.locator("#peer-name")).to_have_text("team")
+    expect(bob.locator("#history-status")).to_have_text(re.compile(r"^(?!Loading)."))
+    send(bob, "a member's message")
+    send(alice, "the owner's message")
+
+    # bob, a member, may delete only his own; alice, the owner, any message of the channel (but edit only hers)
+    owners = message(bob, "the owner's message")
+    owners.hover()
+    expect(owners.get_by_role("button", name="React", exact=True)).to_be_visible()
+    expect(owners.get_by_role("button", name="Delete", exact=True)).to_have_count(0)
+    expect(message(bob, "a member's message").get_by_role("button", name="Delete", exact=True)).to_have_count(1)
+    members = message(alice, "a member's message")
+    members.hover()
+    expect(members.get_by_role("button", name="Edit", exact=True)).to_have_count(0)
+    members.get_by_role("button", name="Delete", exact=True).click()
+
+    # the member sees it deleted live (and the owner too); the owner's own message stays
+    for page in (bob, alice):
+        expect(page.locator("#message-list .message.deleted .content")).to_have_text("This message was deleted.")
+        expect(message(page, "a member's message")).to_have_count(0)
+        expect(message(page, "the owner's message")).to_have_count(1)
+    assert asked == ["Delete this message for everyone? This cannot be undone."]  # the same confirmation

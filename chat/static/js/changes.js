@@ -73,8 +73,9 @@ export function reactionsBar(message, me, senderName, onToggle) {
   return bar;
 }
 
-/** The buttons of a message: react (with its picker), reply, and for its sender edit and delete. */
-export function actions({ mine, onReact, onReply, onEdit, onDelete }) {
+/** The buttons of a message: react (with its picker), reply, for its sender edit, and delete for its sender or
+ * (canDelete) a channel owner. */
+export function actions({ mine, canDelete = mine, onReact, onReply, onEdit, onDelete }) {
   const box = document.createElement("div");
   box.className = "message-actions";
   const button = (label, text, handler) => {
@@ -105,10 +106,8 @@ export function actions({ mine, onReact, onReply, onEdit, onDelete }) {
   button("React", "☺", () => (picker.hidden = !picker.hidden));
   box.append(picker);
   button("Reply", "↩", onReply);
-  if (mine) {
-    button("Edit", "✎", onEdit);
-    button("Delete", "🗑", onDelete);
-  }
+  if (mine) button("Edit", "✎", onEdit);
+  if (mine || canDelete) button("Delete", "🗑", onDelete);
   return box;
 }
 

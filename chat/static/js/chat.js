@@ -318,6 +318,7 @@ async function openConversation(target, list, messageId = null) {
     me,
     target,
     names: (id) => nameOf(id) ?? panel.members().find((member) => member.id === id)?.username ?? null,
+    isOwner: () => panel.room === target.room && panel.isOwner, // the members panel knows my role in the open channel
     sidebar: { setUnread: (n) => list.setUnread(target.room, n), addUnread: () => list.addUnread(target.room) },
     composer,
     ui: {

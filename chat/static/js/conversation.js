@@ -71,8 +71,9 @@ export class Conversation {
    * @param sidebar {setUnread(n), addUnread()} for this room's sidebar entry
    * @param on {connection(state), unauthorized(), presence(id, online), removed() (closed with 4403),
    *   room(channel), member(frame), liveCounts() (true while the activity stream counts unread for the sidebar)}
+   * @param isOwner () => true while I own this channel (the API lets an owner delete anyone's message in it)
    */
-  constructor({ me, target, names, sidebar, ui, composer, on }) {
+  constructor({ me, target, names, sidebar, ui, composer, on, isOwner = () => false }) {
     this.me = me;
     this.target = target;
     this.peer = target.peer ?? null;
@@ -81,6 +82,7 @@ export class Conversation {
     this.ui = ui; // {scroller, list, historyStatus, typing, jump}
     this.composer = composer;
     this.on = on;
+    this.isOwner = isOwner;
     this.onUnauthorized = on.unauthorized;
     this.room = target.room;
     if (!outboxes.has(this.room)) outboxes.set(this.room, new Map());
@@ -298,6 +300,7 @@ export class Conversation {
       item.append(
         actions({
           mine,
+          canDelete: mine || (!this.peer && this.isOwner()),
           onReact: (emoji) => this.react(message.id, emoji, true),
           onReply: () => this.startReply(message.id),
           onEdit: () => this.startEdit(message.id),

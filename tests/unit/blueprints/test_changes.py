@@ -115,6 +115,25 @@ async def test_delete_by_the_sender_or_a_channel_owner_leaves_a_tombstone(trio):
     await assert_error(await alice.delete("/messages/999999"), 404, "message_not_found")
 
 
+async def test_a_history_page_shows_the_reactions_of_the_messages_that_have_some_and_none_elsewhere(trio):
+    # the page's query says which messages have reactions, and only those are read (conversations._page)
+    (alice, a), (bob, b), _ = trio
+    room = await channel(alice, b["id"])
+    sent = [await send(alice, room, f"m{number}") for number in range(5)]
+    assert [m["reactions"] for m in await history(alice, room)] == [[]] * 5
+    for message, emoji in ((sent[1], "👍"), (sent[3], "🎉")):
+        assert (await bob.put(reaction_path(message["id"], emoji))).status_code == 204
+    assert (await alice.put(reaction_path(sent[3]["id"], "🎉"))).status_code == 204
+    expected = [[], [{"emoji": "👍", "count": 1, "user_ids": [b["id"]]}], [],
+                [{"emoji": "🎉", "count": 2, "user_ids": [b["id"], a["id"]]}], []]  # fmt: skip
+    assert [m["reactions"] for m in await history(alice, room)] == expected
+    older = await alice.get("/get-messages", query_string={"room": room, "before": sent[4]["id"], "limit": 2})
+    assert [m["reactions"] for m in (await older.get_json())["messages"]] == expected[2:4]
+    # taken back: none again
+    assert (await bob.delete(reaction_path(sent[1]["id"], "👍"))).status_code == 204
+    assert [m["reactions"] for m in await history(alice, room)][1] == []
+
+
 async def test_reactions_are_idempotent_counted_by_first_use_and_validated(trio):
     (alice, a), (bob, b), (carol, c) = trio
     room = await channel(alice, b["id"], c["id"])
