@@ -81,6 +81,7 @@ class Chat:
             "CHAT_SEND_LIMIT": "1000000",
             "CHAT_WS_FRAME_RATE": "1000000",
             "CHAT_INSTANCE_PATH": str(workdir / f"instance-{self.tag}"),
+            "PYTHONUNBUFFERED": "1",  # the server's log is whole even if it has to be killed
         }
         # as `make run` and hypercorn.toml serve it (the uvloop worker class), without an access log like `make bench`
         self.server = Server(
@@ -116,8 +117,10 @@ class Chat:
 def serving(config: str, workers: int, workdir: Path) -> Iterator[Chat]:
     chat = Chat(config, workers, workdir)
     try:
-        chat.server.start(timeout=60)
+        chat.server.start(wait=False)
         procs.set_niceness(os.getpriority(os.PRIO_PROCESS, 0), chat.server.proc.pid)  # its session: as bench/run.py
+        # generous: on a machine shared with other work, a start (imports, migrations) took 40-90 s at times
+        chat.server.wait_ready(timeout=300)
         wait_until(lambda: broker_ok(chat.server.base_url), timeout=60, what=chat.server.log)
         yield chat
     finally:
