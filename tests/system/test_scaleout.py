@@ -18,7 +18,7 @@ import websockets
 
 from testkit.backends import BACKEND, MIGRATIONS, backend_settings, psql
 from testkit.http import signed_in_client
-from testkit.probes import connection_holders, descendants, wait_until
+from testkit.probes import app_tracebacks, connection_holders, descendants, wait_until
 from testkit.servers import ROOT, Server, free_port, suite_settings
 from testkit.ws import Person, ResumingClient, message_frame, new_person, presence_frame, recv_until
 
@@ -192,7 +192,11 @@ async def test_sqlite_and_redis_two_workers_deliver_a_burst_once_in_order_on_bot
     finally:
         for client in clients:
             await client.close()
-        stop_all(server)
+        server.stop()
+    # hypercorn's own traceback is allowed (as for test_websocket's burst), none through chat's code: seen once,
+    # a connection blocked in hypercorn's hand-over of received frames to a handler that had ended (after a 1013
+    # close, its client still sending), cancelled by the graceful timeout at the stop
+    assert not app_tracebacks(server.log()), server.log()
     with contextlib.closing(sqlite3.connect(tmp_path / "instance" / "chat.sqlite3")) as connection:
         applied = [row[0] for row in connection.execute("SELECT name FROM tortoise_migrations ORDER BY id")]
     assert applied == MIGRATIONS  # each once, though both workers migrated at start-up
