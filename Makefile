@@ -19,10 +19,11 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml requirements.lock
 
 install: $(VENV)/.installed
 
-# Local development: plain HTTP on 127.0.0.1:5000, so the session cookie may not be Secure-only.
+# Local development: plain HTTP on 127.0.0.1:5000, so the session cookie may not be Secure-only. The event loop is
+# uvloop's, as `make bench` and hypercorn.toml run it (docs/performance.md); the access log is on, unlike the bench.
 run: install
 	CHAT_COOKIE_SECURE=false $(BIN)/chat migrate
-	CHAT_COOKIE_SECURE=false CHAT_MIGRATE=false $(BIN)/hypercorn --bind $(HOST):$(PORT) --access-logfile - "chat:create_app()"
+	CHAT_COOKIE_SECURE=false CHAT_MIGRATE=false $(BIN)/hypercorn --bind $(HOST):$(PORT) --worker-class uvloop --access-logfile - "chat:create_app()"
 
 # A local certificate authority, and a server and a client certificate signed by it, in certs/ (certs/README.md).
 # Extra names for the server certificate: make certs NAMES="chat.example.org 192.0.2.10"

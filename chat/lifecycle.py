@@ -70,6 +70,8 @@ def on_sigterm(callback: Callable[[], None]) -> Callable[[], None]:
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     loop = asyncio.get_running_loop()
+    if not hasattr(loop, "_signal_handlers") and callable(signal.getsignal(signal.SIGTERM)):
+        return _chain_unreadable(loop, callback)
     previous = getattr(loop, "_signal_handlers", {}).get(signal.SIGTERM)  # an asyncio.Handle, or None
 
     def handle() -> None:
@@ -85,5 +87,25 @@ def on_sigterm(callback: Callable[[], None]) -> Callable[[], None]:
         loop.remove_signal_handler(signal.SIGTERM)
         if previous is not None:
             loop.add_signal_handler(signal.SIGTERM, previous._callback, *previous._args)
+
+    return restore
+
+
+def _chain_unreadable(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> Callable[[], None]:
+    """SIGTERM already has a handler on a loop that does not show it (uvloop keeps its handlers out of Python's
+    reach; hypercorn's --workers 0 --worker-class uvloop installs one): replacing it would lose hypercorn's
+    shutdown. Leave the loop's handler as it is, and hook the Python-level one that asks the loop to run it
+    (uvloop's): ours schedules `callback`, then passes the signal on, so the loop still runs its own handler."""
+    passed_on = signal.getsignal(signal.SIGTERM)
+
+    def handle(signum: int, frame: object) -> None:
+        loop.call_soon_threadsafe(callback)
+        passed_on(signum, frame)
+
+    signal.signal(signal.SIGTERM, handle)
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGTERM) is handle:
+            signal.signal(signal.SIGTERM, passed_on)
 
     return restore

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -59,6 +60,16 @@ def tcp_connections(port: int, state: str = "connected", client_ports: tuple[int
     condition = f"( sport = :{port} )" + (f" and ( {peers} )" if peers else "")
     out = subprocess.run(["ss", "-Htn", "state", state, condition], check=True, capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if line.strip() and not line.startswith(("LISTEN", "TIME-WAIT"))]
+
+
+def connection_holders(port: int, client_ports: tuple[int, ...] = ()) -> set[int]:
+    """The processes holding the server side of established TCP connections to a local port (from these client
+    ports only, when given): which of a server's workers accepted them."""
+    peers = " or ".join(f"dport = :{client}" for client in client_ports)
+    condition = f"( sport = :{port} )" + (f" and ( {peers} )" if peers else "")
+    command = ["ss", "-Htnp", "state", "established", condition]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return {int(pid) for pid in re.findall(r"pid=(\d+)", out)}
 
 
 def app_tracebacks(log: str) -> list[str]:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -228,11 +229,12 @@ async def writes_held(server: Server):
             holder.close()
 
 
-async def test_sigterm_during_traffic_finishes_in_flight_requests_and_closes_sockets_with_1001(tmp_path):
+@pytest.mark.parametrize("worker_class", ["asyncio", "uvloop"])  # uvloop: make run's, hypercorn.toml's
+async def test_sigterm_during_traffic_finishes_in_flight_requests_and_closes_sockets_with_1001(tmp_path, worker_class):
     server = Server(
         workdir=tmp_path,
         env={"CHAT_SEND_LIMIT": "100000", "CHAT_WS_FRAME_RATE": "100000"},
-        extra_args=["--graceful-timeout", "15"],
+        extra_args=["--graceful-timeout", "15", "--worker-class", worker_class],
     ).start()
     try:
         senders = sign_up_senders(server, "term")

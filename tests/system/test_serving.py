@@ -158,6 +158,7 @@ def test_every_key_of_the_shipped_config_is_a_hypercorn_setting_that_takes(tmp_p
     assert config.alpn_protocols == ["h2", "http/1.1"]
     assert config.ssl_enabled
     assert config.workers == 1
+    assert config.worker_class == "uvloop"  # the event loop `make bench` measures with
     assert config.graceful_timeout == 10
     assert config.keep_alive_timeout == 30
     assert config.h11_max_incomplete_size == config.h2_max_header_list_size == 16 * 1024
@@ -195,6 +196,13 @@ def test_make_serve_runs_the_shipped_config_with_the_switches_these_tests_use():
         text=True,
     )
     assert both.returncode != 0 and "exclude each other" in both.stderr
+
+
+def test_make_run_serves_with_the_worker_class_of_the_bench_and_the_shipped_config():
+    command = ["make", "--no-print-directory", "-n", "-o", "install", "run"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True).stdout
+    assert "--worker-class uvloop" in run
+    assert Config.from_toml(SHIPPED_CONFIG).worker_class == "uvloop"
 
 
 @pytest.mark.parametrize(
