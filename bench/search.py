@@ -11,7 +11,9 @@ On SQLite and on PostgreSQL, each in a fresh database of its own:
    schema and server settings); a real hypercorn process (one worker) serves each, both up at once. After a
    warm-up of each, BENCH_SEARCH_SEND_ROUNDS rounds of BENCH_SEARCH_SENDS POST /send-message from 8 concurrent
    connections, the order reversed every round (ABBA): the machine's changing load falls on both alike. Reported:
-   each round's with / without ratio, their median, and each round's rates.
+   each round's with / without ratio of sends a second, their median, each round's rates; and the CPU
+   milliseconds a send took in the server and (PostgreSQL) its database's backends, which the machine's load
+   moves far less than the rate, with their ratios.
 
 Prints one JSON object per database. PostgreSQL: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432).
 """
@@ -19,6 +21,7 @@ Prints one JSON object per database. PostgreSQL: BENCH_PG_URL (default postgres:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -40,14 +43,15 @@ from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
 from chat import db, search
 from chat.config import load_settings
 from chat.rooms import room_for
+from testkit import probes
 from testkit.servers import Server
 
 from .stats import latency_summary
 
 MESSAGES = int(os.environ.get("BENCH_SEARCH_MESSAGES", "1000000"))
 ROUNDS = int(os.environ.get("BENCH_SEARCH_ROUNDS", "20"))
-SENDS = int(os.environ.get("BENCH_SEARCH_SENDS", "1000"))  # a round
-SEND_ROUNDS = int(os.environ.get("BENCH_SEARCH_SEND_ROUNDS", "8"))
+SENDS = int(os.environ.get("BENCH_SEARCH_SENDS", "300"))  # a round
+SEND_ROUNDS = int(os.environ.get("BENCH_SEARCH_SEND_ROUNDS", "16"))
 SEND_WARMUP = 300
 SEND_CONNECTIONS = 8
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
@@ -82,6 +86,11 @@ SEND_VARIANTS = (WITHOUT, WITH)
 PG_DATABASES = ("corpus", *SEND_VARIANTS)
 
 
+def pg_name(name: str) -> str:
+    """This run's database `name`: runs side by side (another engineer's, on the same server) do not meet."""
+    return f"chat_bench_search_{os.getpid()}_{name}"
+
+
 def psql(sql: str) -> None:
     admin = PG_URL.replace("postgres://", "postgresql://") + "/postgres"
     subprocess.run(["psql", admin, "-qAt", "-c", sql], check=True, capture_output=True)
@@ -90,9 +99,9 @@ def psql(sql: str) -> None:
 def database(kind: str, workdir: Path, name: str) -> str:
     if kind == "sqlite":
         return f"sqlite://{workdir / f'{name}.sqlite3'}"
-    psql(f"DROP DATABASE IF EXISTS chat_bench_search_{name} WITH (FORCE)")
-    psql(f"CREATE DATABASE chat_bench_search_{name}")
-    return f"{PG_URL}/chat_bench_search_{name}"
+    psql(f"DROP DATABASE IF EXISTS {pg_name(name)} WITH (FORCE)")
+    psql(f"CREATE DATABASE {pg_name(name)}")
+    return f"{PG_URL}/{pg_name(name)}"
 
 
 async def open_database(url: str, workdir: Path, up_to: str | None = None) -> None:
@@ -179,9 +188,9 @@ async def twin_databases(kind: str, workdir: Path) -> dict[str, str]:
             shutil.copyfile(workdir / "corpus.sqlite3", workdir / f"{name}.sqlite3")  # checkpointed: no WAL
             urls[name] = f"sqlite://{workdir / f'{name}.sqlite3'}"
         else:
-            psql(f"DROP DATABASE IF EXISTS chat_bench_search_{name} WITH (FORCE)")
-            psql(f"CREATE DATABASE chat_bench_search_{name} TEMPLATE chat_bench_search_corpus")
-            urls[name] = f"{PG_URL}/chat_bench_search_{name}"
+            psql(f"DROP DATABASE IF EXISTS {pg_name(name)} WITH (FORCE)")
+            psql(f"CREATE DATABASE {pg_name(name)} TEMPLATE {pg_name('corpus')}")
+            urls[name] = f"{PG_URL}/{pg_name(name)}"
     for name, url in urls.items():
         await open_database(url, workdir)  # at the latest migration already: nothing to apply
         connection = get_connection("default")
@@ -236,10 +245,28 @@ async def send_rate(client: httpx.AsyncClient, receiver: int, count: int, rng: r
     return count / (time.perf_counter() - started)
 
 
-async def send_cost(urls: dict[str, str], workdir: Path) -> dict:
+def serving_cpu(server: Server, database_name: str | None) -> dict[int, float]:
+    """CPU seconds so far of each process that serves sends: the server's, and on PostgreSQL the backends of its
+    database (where the index is computed). Unlike the rate, the CPU a send costs barely moves with the machine's
+    load."""
+    pids = [server.proc.pid, *probes.descendants(server.proc.pid)]
+    if database_name:
+        admin = PG_URL.replace("postgres://", "postgresql://") + "/postgres"
+        sql = f"SELECT pid FROM pg_stat_activity WHERE datname = '{database_name}'"  # noqa: S608 - our own name
+        listed = subprocess.run(["psql", admin, "-qAt", "-c", sql], check=True, capture_output=True, text=True)
+        pids += [int(pid) for pid in listed.stdout.split()]
+    seconds = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):  # a process that just ended
+            seconds[pid] = probes.cpu_seconds(pid)
+    return seconds
+
+
+async def send_cost(kind: str, urls: dict[str, str], workdir: Path) -> dict:
     """Sends a second with and without the index: both servers up at once, a warm-up each, then SEND_ROUNDS rounds
     of SENDS each, the order reversed every round (ABBA), so that a change of the machine's load falls on both
-    alike. Each round's ratio is with / without of that round; the figure is their median."""
+    alike. Each round's ratio is with / without of that round; the figure is their median. Beside it, the CPU
+    milliseconds a send took in the server and its database backends, each round, and their ratio."""
     servers = {name: send_server(url, workdir, name) for name, url in urls.items()}
     clients: dict[str, tuple[httpx.AsyncClient, int]] = {}
     try:
@@ -249,15 +276,22 @@ async def send_cost(urls: dict[str, str], workdir: Path) -> dict:
         for name in SEND_VARIANTS:
             await send_rate(*clients[name], SEND_WARMUP, rng)
         rates: dict[str, list[float]] = {name: [] for name in SEND_VARIANTS}
+        cpu: dict[str, list[float]] = {name: [] for name in SEND_VARIANTS}
         for number in range(SEND_ROUNDS):
             for name in SEND_VARIANTS if number % 2 == 0 else reversed(SEND_VARIANTS):
+                database_name = pg_name(name) if kind == "postgres" else None
+                before = serving_cpu(servers[name], database_name)
                 rates[name].append(await send_rate(*clients[name], SENDS, rng))
+                after = serving_cpu(servers[name], database_name)
+                used = sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+                cpu[name].append(used * 1000 / SENDS)
     finally:
         for client, _ in clients.values():
             await client.aclose()
         for server in servers.values():
             server.stop()
     ratios = [with_index / without for with_index, without in zip(rates[WITH], rates[WITHOUT], strict=True)]
+    cpu_ratios = [with_index / without for with_index, without in zip(cpu[WITH], cpu[WITHOUT], strict=True)]
     return {
         "sends_per_round": SENDS,
         "sends_per_second_without_index": round(statistics.median(rates[WITHOUT])),
@@ -265,6 +299,10 @@ async def send_cost(urls: dict[str, str], workdir: Path) -> dict:
         "send_ratio": round(statistics.median(ratios), 3),
         "send_ratio_per_round": [round(ratio, 3) for ratio in ratios],
         "sends_per_second_per_round": {name: [round(rate) for rate in rates[name]] for name in SEND_VARIANTS},
+        "cpu_ms_per_send_without_index": round(statistics.median(cpu[WITHOUT]), 3),
+        "cpu_ms_per_send_with_index": round(statistics.median(cpu[WITH]), 3),
+        "cpu_ratio": round(statistics.median(cpu_ratios), 3),
+        "cpu_ratio_per_round": [round(ratio, 3) for ratio in cpu_ratios],
         "load_average": [round(load, 1) for load in os.getloadavg()],
     }
 
@@ -275,7 +313,7 @@ async def run(kind: str, workdir: Path) -> dict:
     seeded = await seed(MESSAGES, words)
     result = {"database": kind, "messages": MESSAGES, "seed_seconds": round(seeded, 1), **await latencies(words)}
     await Tortoise.close_connections()
-    result.update(await send_cost(await twin_databases(kind, workdir), workdir))
+    result.update(await send_cost(kind, await twin_databases(kind, workdir), workdir))
     return result
 
 
@@ -288,7 +326,7 @@ def main() -> None:
             finally:
                 if kind == "postgres":
                     for name in PG_DATABASES:
-                        psql(f"DROP DATABASE IF EXISTS chat_bench_search_{name} WITH (FORCE)")
+                        psql(f"DROP DATABASE IF EXISTS {pg_name(name)} WITH (FORCE)")
 
 
 if __name__ == "__main__":
