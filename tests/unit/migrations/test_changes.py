@@ -31,7 +31,7 @@ async def test_migrating_from_the_search_schema_keeps_every_message_and_the_inde
         old = await query("SELECT id, content FROM messages ORDER BY id")
 
         applied = await schema.migrate_the_rest()
-        assert applied[-1] == "0005_changes"
+        assert "0005_changes" in applied
         messages = [m.public() for m in await Message.all().order_by("id")]
         assert [(m["id"], m["content"]) for m in messages] == [(row["id"], row["content"]) for row in old]
         for message in messages:
