@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from tortoise.connection import get_connection
@@ -331,10 +331,11 @@ class MessageWriter:
                 pending.settle(None)
                 continue
             message = pending.payload(message_id)
-            frame = {"type": "message", "message": message}
+            channels = _delivery_channels(pending)
             try:
-                for channel in _delivery_channels(pending):
-                    await self._broker.publish(Event.build(channel, frame, stored_at))
+                event = Event.build(channels[0], {"type": "message", "message": message}, stored_at)
+                for channel in channels:  # the frame encoded once for the room and both inboxes
+                    await self._broker.publish(event if channel == event.channel else replace(event, channel=channel))
             except Exception:  # stored all the same: sockets replay it from the database when they resume
                 log.exception("publishing message %s failed", message_id)
             else:
