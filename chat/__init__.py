@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from quart import Quart, Response
-from quart_auth import QuartAuth
 from quart_schema import Info, QuartSchema
 
 from .asgi_websocket import BoundedWebsocketConnection
@@ -17,12 +16,12 @@ from .config import Settings, instance_secret_key, load_settings
 from .errors import register_error_handlers
 from .hosts import install_host_check
 from .instance import secure_instance_folder
-from .json_io import ChatRequest, OrjsonProvider, json_responses_first
+from .json_io import ChatQuart, ChatRequest, OrjsonProvider, cache_validation_adapters, json_responses_first
 from .lifecycle import install_lifecycle
 from .logs import escape_client_text_in_logs, install_request_log, use_json_logs
 from .metrics import install_metrics
 from .openapi import SECURITY_SCHEMES, ChatOpenAPIProvider
-from .security import SESSION_COOKIE, SessionUser, check_request_origin
+from .security import SESSION_COOKIE, ChatAuth, SessionUser, check_request_origin
 from .services import build_state
 from .socketio_clients import install_socketio
 from .tls import install_https
@@ -78,7 +77,7 @@ def _application(settings: Settings) -> Quart:
         use_json_logs()  # before Quart's logger exists: it then adds no text handler of its own
     instance_path = settings.instance_path.resolve()
     secure_instance_folder(instance_path)
-    app = Quart(__name__, instance_path=str(instance_path))
+    app = ChatQuart(__name__, instance_path=str(instance_path))
     app.request_class = ChatRequest
     app.asgi_websocket_class = BoundedWebsocketConnection  # incoming frames bounded (asgi_websocket.py)
     app.secret_key = settings.secret_key or instance_secret_key(instance_path)
@@ -90,7 +89,7 @@ def _application(settings: Settings) -> Quart:
 
 
 def _install_sessions(app: Quart, settings: Settings) -> None:
-    """quart-auth's signed cookie carries the session token (security/sessions.py)."""
+    """quart-auth's signed cookie carries the session token, verified once per worker (security/sessions.py)."""
     app.config.update(
         QUART_AUTH_COOKIE_NAME=SESSION_COOKIE,
         QUART_AUTH_COOKIE_SECURE=settings.cookie_secure,
@@ -99,7 +98,7 @@ def _install_sessions(app: Quart, settings: Settings) -> None:
         QUART_AUTH_DURATION=settings.session_days * 24 * 3600,
         QUART_AUTH_SALT="chat session",
     )
-    QuartAuth(app, user_class=SessionUser)
+    ChatAuth(app, user_class=SessionUser, cookie_blueprints=(auth.bp.name,))  # only auth.py signs in and out
 
 
 def _install_json_api(app: Quart) -> None:
@@ -116,6 +115,7 @@ def _install_json_api(app: Quart) -> None:
     )
     app.json = OrjsonProvider(app)  # after QuartSchema, which installs a provider of its own (the stdlib's json)
     json_responses_first(app)
+    cache_validation_adapters()
 
 
 def _install_guards(app: Quart, settings: Settings) -> None:
@@ -128,10 +128,14 @@ def _install_guards(app: Quart, settings: Settings) -> None:
     async def guard_origin() -> None:
         check_request_origin(settings.allowed_origins)
 
+    json_headers = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
+
     @app.after_request
     async def security_headers(response: Response) -> Response:
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if response.mimetype == "application/json":
-            response.headers.setdefault("Cache-Control", "no-store")
+        # the names present read once (a setdefault per header scans them all, lower-casing each, every time)
+        headers = response.headers
+        present = {name.lower() for name in headers.keys()}  # noqa: SIM118 - Headers iterates as (name, value)
+        for name, value in (json_headers if response.mimetype == "application/json" else SECURITY_HEADERS).items():
+            if name.lower() not in present:
+                headers.add(name, value)
         return response

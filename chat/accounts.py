@@ -117,9 +117,11 @@ async def sign_in(email: str | None, username: str | None, password: str, replac
 
 
 async def end_session(token: str) -> None:
-    """Revoke the session on the server; its open websockets close."""
-    if session_id := await revoke_session(token):
+    """Revoke the session on the server; its open websockets close, and every worker stops accepting it at once."""
+    if revoked := await revoke_session(token):
+        session_id, user_id = revoked
         await _close_sockets_of(session_id)
+        await _announce_account_changed(user_id)
 
 
 async def _close_sockets_of(session_id: int) -> None:

@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from tortoise.connection import get_connection
@@ -20,7 +20,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from .broker import Broker, Event
-from .db import param, param_prefix
+from .db import param, param_prefix, params
 from .errors import APIError
 from .models import (
     ADMIN,
@@ -153,7 +153,7 @@ async def mentioned_members(room: Room, content: str) -> list[int]:
     keys.discard("")
     if not keys:
         return []
-    markers = ", ".join(param(number) for number in range(2, len(keys) + 2))
+    markers = params(2, len(keys) + 1)
     if room.is_channel:
         sql = (
             "SELECT u.id FROM users u JOIN memberships m ON m.user_id = u.id"  # noqa: S608 - markers only
@@ -331,10 +331,11 @@ class MessageWriter:
                 pending.settle(None)
                 continue
             message = pending.payload(message_id)
-            frame = {"type": "message", "message": message}
+            channels = _delivery_channels(pending)
             try:
-                for channel in _delivery_channels(pending):
-                    await self._broker.publish(Event.build(channel, frame, stored_at))
+                event = Event.build(channels[0], {"type": "message", "message": message}, stored_at)
+                for channel in channels:  # the frame encoded once for the room and both inboxes
+                    await self._broker.publish(event if channel == event.channel else replace(event, channel=channel))
             except Exception:  # stored all the same: sockets replay it from the database when they resume
                 log.exception("publishing message %s failed", message_id)
             else:
@@ -497,7 +498,7 @@ def change_frame(
 
 async def messages_by_id(ids: list[int]) -> list[MessageJSON]:
     """The messages (not changes) with these ids, as they are now, without their reactions."""
-    markers = ", ".join(param(number) for number in range(1, len(ids) + 1))
+    markers = params(1, len(ids))
     sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ({markers}) AND event = ''"  # noqa: S608
     _, rows = await get_connection("default").execute_query(sql, list(ids))
     return [message_json(*row) for row in rows]
@@ -508,7 +509,7 @@ async def with_reactions(messages: list[MessageJSON], connection=None) -> list[M
     by_id = {message["id"]: message for message in messages}
     if not by_id:
         return messages
-    markers = ", ".join(param(number) for number in range(1, len(by_id) + 1))
+    markers = params(1, len(by_id))
     sql = f"SELECT message_id, emoji, user_id FROM reactions WHERE message_id IN ({markers}) ORDER BY id"  # noqa: S608
     _, rows = await (connection or get_connection("default")).execute_query(sql, list(by_id))
     grouped: dict[int, dict[str, ReactionJSON]] = {}

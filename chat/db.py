@@ -181,6 +181,12 @@ def param(number: int) -> str:
     return f"{param_prefix()}{number}"
 
 
+def params(first: int, last: int) -> str:
+    """The markers `first` to `last` (inclusive), comma-separated, for an IN (...) list: the backend asked once."""
+    mark = param_prefix()
+    return ", ".join(f"{mark}{number}" for number in range(first, last + 1))
+
+
 def __getattr__(name: str) -> dict:
     # For Tortoise's own CLI: `tortoise -c chat.db.TORTOISE_ORM makemigrations` (built on access, from the env).
     if name == "TORTOISE_ORM":

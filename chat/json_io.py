@@ -1,16 +1,26 @@
-"""Quart plumbing: the JSON provider (orjson), a request class whose JSON errors are API errors, and JSON
-responses that skip quart-schema's per-response conversion."""
+"""Quart plumbing: the JSON provider (orjson), a request class whose JSON errors are API errors, JSON
+responses that skip quart-schema's per-response conversion, and quart-schema's validation through cached
+pydantic adapters."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any
 
 import orjson
+import quart_schema.validation
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 from quart import Quart, Request, Response
 from quart.json.provider import DefaultJSONProvider
+from quart.sessions import SecureCookieSessionInterface
+from quart_schema.conversion import model_load
 
 from .errors import APIError
+
+# as the stdlib's json writes them (the OpenAPI document keys responses by status code), one line per body
+_RESPONSE_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 
 
 class OrjsonProvider(DefaultJSONProvider):
@@ -23,10 +33,42 @@ class OrjsonProvider(DefaultJSONProvider):
     def loads(self, s: str | bytes, **_kwargs: Any) -> Any:
         return orjson.loads(s)
 
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        """The body encoded once, straight to bytes (the base class makes a str of orjson's bytes, then the
+        response encodes that str again)."""
+        obj = self._prepare_response_obj(args, kwargs)
+        body = orjson.dumps(obj, default=_jsonable, option=_RESPONSE_OPTIONS)
+        return self._app.response_class(body, mimetype=self.mimetype)
+
 
 def _jsonable(value: Any) -> Any:
     """What orjson cannot encode by itself: pydantic models and the like (quart-schema's OpenAPI document)."""
     return to_jsonable_python(value)
+
+
+class ChatQuart(Quart):
+    """Quart, less the work chat does not need on every request.
+
+    - `ensure_async` (called for every hook, view and decorator wrapper of every request) answers a coroutine
+      function from its code flags, where Quart's `inspect.iscoroutinefunction` unwraps and inspects it anew.
+    - No Flask-style `session`: chat keeps none (its sessions are quart-auth's cookie and the database), so the
+      signed `session` cookie is neither looked for nor written; `quart.session` is a NullSession, which refuses
+      to be written to.
+    """
+
+    def ensure_async(self, func: Any) -> Any:
+        code = getattr(func, "__code__", None)
+        if code is not None and code.co_flags & inspect.CO_COROUTINE:
+            return func
+        return super().ensure_async(func)
+
+
+class _NoSessions(SecureCookieSessionInterface):
+    async def open_session(self, app: Quart, request: Any) -> None:
+        return None  # Quart then makes the NullSession, and saves nothing after the response
+
+
+ChatQuart.session_interface = _NoSessions()
 
 
 class ChatRequest(Request):
@@ -66,3 +108,26 @@ def json_responses_first(app: Quart) -> None:
         return await schema_make_response(result)
 
     app.make_response = make_response  # type: ignore[method-assign]
+
+
+@functools.cache
+def _adapter(model_class: type) -> TypeAdapter:
+    return TypeAdapter(model_class)
+
+
+def _cached_model_load(
+    data: Any, model_class: type, exception_class: type[Exception], *, decamelize: bool = False, preference=None
+) -> Any:
+    """quart-schema's model_load, with one TypeAdapter per model for the life of the process (quart-schema builds
+    a new one for every request it validates)."""
+    if decamelize or not (isinstance(model_class, type) and issubclass(model_class, BaseModel)):
+        return model_load(data, model_class, exception_class, decamelize=decamelize, preference=preference)
+    try:
+        return _adapter(model_class).validate_python(data)
+    except (TypeError, ValidationError, ValueError) as error:  # as quart-schema's own: its 400s stay the same
+        raise exception_class(error) from None
+
+
+def cache_validation_adapters() -> None:
+    """validate_request / validate_querystring (quart_schema.validation) load through _cached_model_load."""
+    quart_schema.validation.model_load = _cached_model_load

@@ -8,6 +8,7 @@ from .origins import check_request_origin, cross_site_navigation, foreign_origin
 from .passwords import HashGate, check_password_sync, hash_password_sync
 from .sessions import (
     SESSION_COOKIE,
+    ChatAuth,
     SessionCache,
     SessionUser,
     SignedIn,
@@ -23,6 +24,7 @@ from .throttles import MemoryThrottle, RedisThrottle, Throttle
 
 __all__ = [
     "SESSION_COOKIE",
+    "ChatAuth",
     "HashGate",
     "MemoryThrottle",
     "RedisThrottle",

@@ -1,11 +1,16 @@
-"""Sessions checked once are trusted for a few seconds in this process, and revocation still takes effect."""
+"""Sessions checked once are trusted for a few seconds in this process, and revocation still takes effect; a
+session cookie is verified once per process."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+import orjson
+
+from chat.accounts import ACCOUNTS_CHANNEL
 from chat.models import Session, utcnow
-from chat.security import SessionCache, SignedIn
+from chat.security import ChatAuth, SessionCache, SignedIn
 from testkit.app import api_login
 from testkit.http import PASSWORD
 
@@ -75,3 +80,76 @@ def test_the_cache_stays_bounded():
         cache.put(f"t{number}", _signed_in(number), 3600, cache.generation)
     assert len(cache._entries) == 3
     assert cache.get("t9") is not None and cache.get("t0") is None
+
+
+def _auth(app) -> ChatAuth:
+    return next(extension for extension in app.extensions["QUART_AUTH"] if isinstance(extension, ChatAuth))
+
+
+async def test_a_cookie_is_verified_once_then_found_in_the_cache(app, signup, monkeypatch):
+    alice, _ = await signup("alice")
+    assert (await alice.get("/me")).status_code == 200
+    verified = []
+    monkeypatch.setattr(ChatAuth, "serializer_class", _counting(verified))
+    for _ in range(3):
+        assert (await alice.get("/me")).status_code == 200
+    assert verified == []  # the cookie was verified before: no serializer, no HMAC
+    cookie = _session_cookie(alice)
+    assert _auth(app)._verified[cookie][0]  # the token it carries
+
+
+async def test_a_tampered_or_unknown_cookie_is_still_refused(app, signup, make_client):
+    alice, _ = await signup("alice")
+    cookie = _session_cookie(alice)
+    assert (await alice.get("/me")).status_code == 200  # cached
+    for forged in (cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB"), "x" + cookie, "garbage"):
+        replay = make_client()
+        replay.set_cookie("localhost", "chat_session", forged)
+        assert (await replay.get("/me")).status_code == 401
+        assert forged not in _auth(app)._verified
+
+
+async def test_a_cached_cookie_expires_with_its_signature(app, signup):
+    alice, _ = await signup("alice")
+    assert (await alice.get("/me")).status_code == 200
+    cookie = _session_cookie(alice)
+    auth = _auth(app)
+    token, _valid_until = auth._verified[cookie]
+    auth._verified[cookie] = (token, time.time() - 1)  # signed longer ago than QUART_AUTH_DURATION
+    assert (await alice.get("/me")).status_code == 401
+    assert cookie not in auth._verified
+
+
+async def test_the_verified_cookies_stay_bounded(app, signup):
+    auth = _auth(app)
+    auth.max_cookies = 2
+    people = [(await signup(name))[0] for name in ("alice", "bob", "carol")]
+    for person in people:
+        assert (await person.get("/me")).status_code == 200
+    assert len(auth._verified) == 2
+    assert (await people[0].get("/me")).status_code == 200  # verified again, and cached again
+
+
+async def test_a_logout_tells_every_worker_to_forget_the_account_s_sessions(app, signup):
+    alice, me = await signup("alice")
+    broker = app.extensions["chat"].broker
+    subscription = await broker.subscribe((ACCOUNTS_CHANNEL,), 16)
+    try:
+        assert (await alice.post("/logout")).status_code == 204
+        event = await asyncio.wait_for(subscription.queue.get(), 5)
+    finally:
+        await broker.unsubscribe(subscription)
+    assert orjson.loads(event.text) == {"type": "account_changed", "user_id": me["id"]}
+
+
+def _counting(calls: list):
+    class Counting(ChatAuth.serializer_class):
+        def loads(self, *args, **kwargs):
+            calls.append(args)
+            return super().loads(*args, **kwargs)
+
+    return Counting
+
+
+def _session_cookie(person) -> str:
+    return next(cookie.value for cookie in person.cookie_jar if cookie.name == "chat_session")
