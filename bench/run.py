@@ -302,6 +302,7 @@ class Run:
         spread: dict[str, float] = {}
         try:
             if sockets:
+                cpu_before = probes.cpu_seconds(pid)
                 sent = time.perf_counter()
                 async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
                     response = await client.post(
@@ -314,6 +315,8 @@ class Run:
                     await asyncio.wait_for(fan_out.done.wait(), 120)
                 fan_out_ms = round((fan_out.last_arrival - sent) * 1000, 1) if fan_out.arrived else None
                 spread = fan_out.percentiles(sent)
+                # the worker's CPU time for the send and the fan-out: less at the mercy of a shared machine's load
+                spread["fan_out_server_cpu_ms"] = round((probes.cpu_seconds(pid) - cpu_before) * 1000, 1)
         finally:
             await rt.close_all(sockets)
         self.record(

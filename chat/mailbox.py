@@ -50,11 +50,12 @@ class Mailbox:
 
     async def put(self, item: object) -> None:
         while self.full():
-            self._putter = asyncio.get_running_loop().create_future()
+            putter = self._putter = asyncio.get_running_loop().create_future()
             try:
-                await self._putter
+                await putter
             finally:
-                self._putter = None
+                if self._putter is putter:
+                    self._putter = None
         self.put_nowait(item)
 
     def get_nowait(self) -> object:
@@ -74,11 +75,12 @@ class Mailbox:
         """Until an item arrives (here or in a mailbox this one listens to) or `wake()` is called."""
         if self._items:
             return
-        self._waiter = asyncio.get_running_loop().create_future()
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
         try:
-            await self._waiter
+            await waiter
         finally:
-            self._waiter = None
+            if self._waiter is waiter:  # a reader cancelled while another took over (asgi_websocket's drainer)
+                self._waiter = None
 
     def wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
