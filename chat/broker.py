@@ -129,7 +129,7 @@ class MemoryBroker:
     ) -> Subscription:
         if into is None:
             subscription = Subscription(channels, Mailbox(queue_size))
-        else:  # one queue and one overflow for both: the socket's writer reads them as one
+        else:  # one queue and one overflow for both: the socket's task reads them as one
             subscription = Subscription(channels, into.queue, into.overflowed)
         for channel in channels:
             self._channels.setdefault(channel, set()).add(subscription)

@@ -84,7 +84,7 @@ class ReadFrame(Input):
 
 @dataclass(frozen=True, slots=True)
 class Resync:
-    """Ask the writer to acknowledge a repeated client_id with the message stored the first time."""
+    """Ask the socket's task to acknowledge a repeated client_id with the message stored the first time."""
 
     message: dict
 
