@@ -265,13 +265,23 @@ class FanOut:
     arrived: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
     last_arrival: float = 0.0
+    arrivals: list[float] = field(default_factory=list)
 
     def on_message(self, client_id: str | None, received: float) -> None:
         if client_id == self.tag:
             self.arrived += 1
             self.last_arrival = received
+            self.arrivals.append(received)
             if self.arrived >= self.expected:
                 self.done.set()
+
+    def percentiles(self, sent: float) -> dict[str, float]:
+        """The arrival of the message at the median socket and at the 99th percentile, ms after it was sent."""
+        if not self.arrivals:
+            return {}
+        ordered = sorted(self.arrivals)
+        at = lambda share: round((ordered[min(len(ordered) - 1, int(share * len(ordered)))] - sent) * 1000, 1)  # noqa: E731
+        return {"fan_out_p50_ms": at(0.5), "fan_out_p99_ms": at(0.99)}
 
 
 async def open_idle(

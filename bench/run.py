@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -287,6 +288,7 @@ class Run:
         await rt.close_all(warm)
         pid = server.worker_pid()
         rss_before = probes.rss_kib(pid)
+        traced = await self._trace(pid)
         started = time.perf_counter()
         sockets, errors = await rt.open_idle(
             protocol, server.ws_url, [cookies[a], cookies[b]], room, wanted, fan_out.on_message
@@ -294,10 +296,13 @@ class Run:
         open_seconds = time.perf_counter() - started
         await asyncio.sleep(0)  # noqa: ASYNC110
         rss_after = probes.rss_kib(pid)
+        traced = await self._trace(pid, traced)
         fan_out.expected = len(sockets)
         fan_out_ms = None
+        spread: dict[str, float] = {}
         try:
             if sockets:
+                cpu_before = probes.cpu_seconds(pid)
                 sent = time.perf_counter()
                 async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
                     response = await client.post(
@@ -309,6 +314,9 @@ class Run:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(fan_out.done.wait(), 120)
                 fan_out_ms = round((fan_out.last_arrival - sent) * 1000, 1) if fan_out.arrived else None
+                spread = fan_out.percentiles(sent)
+                # the worker's CPU time for the send and the fan-out: less at the mercy of a shared machine's load
+                spread["fan_out_server_cpu_ms"] = round((probes.cpu_seconds(pid) - cpu_before) * 1000, 1)
         finally:
             await rt.close_all(sockets)
         self.record(
@@ -324,7 +332,26 @@ class Run:
             kib_per_socket=round((rss_after - rss_before) / len(sockets), 1) if sockets else None,
             fan_out_delivered=fan_out.arrived,
             fan_out_ms=fan_out_ms,
+            **spread,
+            **({"traced_kib_per_socket": traced} if isinstance(traced, dict) else {}),
         )
+
+    async def _trace(self, pid: int, before: object = None) -> object:
+        """With BENCH_TRACEMALLOC (the server is bench/traced.py): take the server's snapshot; the second call returns
+        what grew by package (bytes), as bench/traced.py wrote it."""
+        if not os.environ.get("BENCH_TRACEMALLOC"):
+            return None
+        _forget_trace(pid)
+        os.kill(pid, signal.SIGUSR1)
+        if before is None:
+            await asyncio.sleep(5)
+            return True
+        for _ in range(600):
+            await asyncio.sleep(0.5)
+            grown = _read_trace(pid)
+            if grown is not None:
+                return grown
+        return None
 
     async def channel(self, server: BenchServer, cookies: dict[int, str]) -> None:
         """Scenario 7: a channel of `channel_members`, each member with a socket, messages at a fixed rate."""
@@ -366,6 +393,22 @@ class Run:
             for entry in self.records:
                 out.write(json.dumps(entry) + "\n")
         return path, report.table(self.records, machine)
+
+
+def _trace_path(pid: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"traced-{pid}.txt"  # bench/traced.py writes it
+
+
+def _forget_trace(pid: int) -> None:
+    _trace_path(pid).unlink(missing_ok=True)
+
+
+def _read_trace(pid: int) -> dict[str, int] | None:
+    path = _trace_path(pid)
+    if not path.exists() or not path.read_text().endswith("\n"):
+        return None
+    rows = [line.split("\t") for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return {row[0]: int(row[1]) for row in rows}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,11 @@ reproduced by tests/system/test_hostile_websocket.py:
    the close frame: a client still sending then makes the server's kernel reset the connection, and the reset
    destroys the close frame (and its code) before the client reads it. Here the app waits for the answer (the
    disconnect), for at most `CLOSE_HANDSHAKE_SECONDS`, before it returns.
+
+And two things a socket does not need, at 10 000 idle sockets on a worker (docs/performance.md, "Lean sockets"):
+the incoming frames wait in a plain `Mailbox` (no asyncio.Queue), which the websocket exposes as `inbox`; and
+`send_event` hands hypercorn a message built once for every socket that sends the same event (broker.Event) (Quart's
+`websocket.send` builds a dict per socket and yields to the loop once more before sending).
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ import contextlib
 
 from quart.asgi import ASGIWebsocketConnection
 from quart.utils import cancel_tasks, raise_task_exceptions
+from quart.wrappers import Websocket
+
+from .mailbox import Mailbox
 
 INBOUND_FRAMES = 16  # frames read from the socket but not yet handled, per socket
 MAX_QUEUED_FRAME_BYTES = 64 * 1024  # a frame past this is never kept: the handler refuses it anyway
@@ -41,7 +49,13 @@ _drainers: set[asyncio.Task] = set()  # strong references: a task nobody holds m
 class BoundedWebsocketConnection(ASGIWebsocketConnection):
     def __init__(self, app, scope) -> None:
         super().__init__(app, scope)
-        self.queue = asyncio.Queue(INBOUND_FRAMES)
+        self.queue = Mailbox(INBOUND_FRAMES)
+
+    def _create_websocket_from_scope(self, send) -> Websocket:
+        websocket = super()._create_websocket_from_scope(send)
+        websocket.inbox = self.queue  # the frames read and not yet handled: blueprints/realtime.py waits on them
+        websocket.send_event = send  # an ASGI message as is (broker.text_message), once the socket is accepted
+        return websocket
 
     async def __call__(self, receive, send) -> None:
         websocket = self._create_websocket_from_scope(send)

@@ -20,6 +20,8 @@ from typing import Protocol
 import orjson
 from redis.exceptions import RedisError
 
+from .mailbox import Flag, Mailbox
+
 log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT = 5.0
 STOP_TIMEOUT = 3.0
@@ -27,6 +29,11 @@ STOP_TIMEOUT = 3.0
 
 # the frames of changes to messages (chat/changes.py): events of a room's sequence, like its messages
 CHANGE_FRAMES = frozenset({"edit", "delete", "reaction"})
+
+
+def text_message(text: str) -> dict:
+    """The ASGI message that sends `text` as one websocket text frame."""
+    return {"type": "websocket.send", "bytes": None, "text": text}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +48,11 @@ class Event:
     user_id: int | None = None  # who caused it: a socket does not relay a user's own typing back to them
     # a new message's commit, as wall-clock time.time() (comparable across workers): its fan-out latency (metrics)
     stored_at: float | None = None
+    # the ASGI message that sends `text`: one for all the sockets that send this event (asgi_websocket.send_event)
+    asgi: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "asgi", text_message(self.text))
 
     @classmethod
     def build(cls, channel: str, frame: dict, stored_at: float | None = None) -> Event:
@@ -59,17 +71,17 @@ class Event:
         return cls(*orjson.loads(data))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Subscription:
-    """One connection's bounded queue over several channels.
+    """One connection's bounded queue over several channels (a plain `Mailbox`: one per socket, 10 000 of them).
 
     When it overflows the connection must go (it resumes from the database with ?after) rather than let
     the server's memory grow for a client that cannot keep up.
     """
 
     channels: tuple[str, ...]
-    queue: asyncio.Queue
-    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+    queue: Mailbox
+    overflowed: Flag = field(default_factory=Flag)
 
     def offer(self, item: object) -> None:
         if self.overflowed.is_set():
@@ -116,8 +128,8 @@ class MemoryBroker:
         self, channels: tuple[str, ...], queue_size: int, into: Subscription | None = None
     ) -> Subscription:
         if into is None:
-            subscription = Subscription(channels, asyncio.Queue(queue_size))
-        else:  # one queue and one overflow for both: the socket's writer reads them as one
+            subscription = Subscription(channels, Mailbox(queue_size))
+        else:  # one queue and one overflow for both: the socket's task reads them as one
             subscription = Subscription(channels, into.queue, into.overflowed)
         for channel in channels:
             self._channels.setdefault(channel, set()).add(subscription)

@@ -18,6 +18,20 @@ if TYPE_CHECKING:  # services.build_state makes them: security imports state() a
     from .sockets import SocketLimits
 
 
+class GoingAway(asyncio.Event):
+    """Set when the server begins to shut down. Each open websocket registers a callback in `callbacks` (its one task
+    is interrupted wherever it waits) rather than keep a task of its own waiting for the event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.callbacks: set[Callable[[], None]] = set()
+
+    def set(self) -> None:
+        super().set()
+        for callback in tuple(self.callbacks):
+            callback()
+
+
 @dataclass
 class AppState:
     settings: Settings
@@ -31,7 +45,7 @@ class AppState:
     message_writer: object | None = None  # conversations.MessageWriter, made on the first send
     known_users: set[int] = field(default_factory=set)  # ids seen to exist (see conversations.require_user)
     # set when the server begins to shut down: open websockets close with 1001
-    going_away: asyncio.Event = field(default_factory=asyncio.Event)
+    going_away: GoingAway = field(default_factory=GoingAway)
     restore_signal: Callable[[], None] = lambda: None
     metrics: Metrics = None  # type: ignore[assignment] - build_state sets it (metrics.Metrics: records nothing)
 

@@ -2,8 +2,11 @@
 
 Delivery without gaps or duplicates: the connection subscribes to its room BEFORE it reads the backlog
 from the database, then sends every message whose id is above the last one it sent, in id order. Each
-connection has one bounded queue and one writer; a client that cannot keep up is closed (1013) and resumes
-from the database with ?after.
+connection has one bounded queue (a plain `Mailbox`) and one task, which sends and reads the client's frames in
+turn (a frame being handled runs in a short task of its own, so that a send waiting for the database does not hold
+the room's events back); a client that cannot keep up is closed (1013) and resumes from the database with ?after.
+An overflow or a shutdown interrupts that task wherever it waits. An idle socket costs no task of chat's but that
+one (docs/performance.md, "Lean sockets").
 
 What a client sends is bounded too: at most a few frames wait unread (asgi_websocket.py), one user's sockets share
 a frame budget and are limited in number (sockets.py), and each frame type has its own budget (typing is relayed
@@ -28,7 +31,7 @@ from tortoise.exceptions import OperationalError
 from .. import accounts, changes, conversations, rooms
 from ..activity import Activity, everyone, snapshot
 from ..asgi_websocket import OVERSIZED
-from ..broker import CHANGE_FRAMES, BrokerUnavailable, Event, Subscription
+from ..broker import CHANGE_FRAMES, BrokerUnavailable, Event, Subscription, text_message
 from ..errors import APIError, validation_fields
 from ..models import Membership
 from ..presence import ALL_PRESENCE, presence_channel, presence_events
@@ -46,7 +49,6 @@ QUEUE_SIZE = 256  # events waiting for one slow connection before it is closed w
 REPLAY_BATCH = 200
 TYPING_INTERVAL = 1.0  # at most one typing frame relayed per connection per second
 CLOSE_TIMEOUT = 2.0
-CANCEL_RETRY_SECONDS = 1.0
 
 GOING_AWAY, POLICY_VIOLATION, INTERNAL_ERROR, TRY_AGAIN_LATER = 1001, 1008, 1011, 1013
 FLOODING = 4429  # far over the frame budget for a while: reconnect after a pause, and send less
@@ -82,7 +84,7 @@ class ReadFrame(Input):
 
 @dataclass(frozen=True, slots=True)
 class Resync:
-    """Ask the writer to acknowledge a repeated client_id with the message stored the first time."""
+    """Ask the socket's task to acknowledge a repeated client_id with the message stored the first time."""
 
     message: dict
 
@@ -208,42 +210,98 @@ class Connection:
         self.read_marker = 0  # the read marker as this socket last set it: a read at or below it changes nothing
         self.last_drop_notice = 0.0
         self.members: set[int] = set()  # a channel's members: whose presence this socket relays
+        self.interrupted: int | None = None  # the close code of an overflow or a shutdown, which stop the loop
+        self._task: asyncio.Task | None = None
+        self._cancels = 0  # cancellations of the task by `_interrupt`, taken back when it ends
+        self._handling: asyncio.Task | None = None  # the client's frame being handled, if any
+        self._send = websocket.send_event  # hypercorn's send: one ASGI message (broker.text_message) per frame
 
     async def run(self, after: int) -> None:
         came_online = await self.state.presence.connect(self.me)
         try:
             if came_online:
                 await self._publish_presence(True)
-            tasks = {
-                asyncio.create_task(self._writer(after), name="writer"): None,
-                asyncio.create_task(self._reader(), name="reader"): FLOODING,
-                asyncio.create_task(self.subscription.overflowed.wait(), name="overflow"): TRY_AGAIN_LATER,
-                asyncio.create_task(self.state.going_away.wait(), name="going-away"): GOING_AWAY,
-            }
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                await cancel_until_done(tasks)
-            code = self._close_code(done, tasks)
+            code = await self._serve(after)
+            # shutdown wins whatever else ended the socket: the client then reconnects elsewhere at once, where a
+            # 1011 would make it back off
+            if self.state.going_away.is_set():
+                code = GOING_AWAY
             if code is not None:
                 await self._close(code)
         finally:
             if await self.state.presence.disconnect(self.me):
                 await self._publish_presence(False)
 
-    def _close_code(self, finished: set[asyncio.Task], codes: dict[asyncio.Task, int | None]) -> int | None:
-        """Why the socket ends. Shutdown wins whatever else finished with it: the client then reconnects
-        elsewhere at once, where a 1011 would make it back off."""
-        if self.state.going_away.is_set():
-            return GOING_AWAY
-        for task in finished:
-            if task.exception() is not None:
-                log.error("websocket task %s failed", task.get_name(), exc_info=task.exception())
-                return INTERNAL_ERROR
-        task = next(iter(finished))
-        if task.get_name() == "writer":
-            return task.result()  # the writer ends only to close the socket (session revoked)
-        return codes[task]
+    async def _serve(self, after: int) -> int | None:
+        """The socket's one task: send what the broker has for it and handle what the client sends, in turn, until
+        a reason to close. An overflow or a shutdown interrupts it wherever it waits (a send to a client that
+        stopped reading, a query): they cancel it, and that cancellation is taken back here."""
+        task = asyncio.current_task()
+        self._task = task
+        self.subscription.overflowed.on_set = self._on_overflow
+        self.state.going_away.callbacks.add(self._on_going_away)
+        try:
+            if self.state.going_away.is_set():
+                return GOING_AWAY
+            return await self._loop(after)
+        except asyncio.CancelledError:
+            if self.interrupted is None or task.cancelling() > self._cancels:
+                raise  # the client went (Quart cancels the handler), or the server is cancelling it
+            return self.interrupted
+        except Exception:
+            log.exception("websocket connection failed")
+            return INTERNAL_ERROR
+        finally:
+            self.state.going_away.callbacks.discard(self._on_going_away)
+            self.subscription.overflowed.on_set = None
+            self._task = None
+            for _ in range(self._cancels):
+                task.uncancel()
+            if self._handling is not None:  # a frame still being handled goes with the socket
+                self._handling.remove_done_callback(self._handled)
+                self._handling.cancel()
+                await asyncio.wait({self._handling}, timeout=CLOSE_TIMEOUT)
+                self._handling = None
+
+    async def _loop(self, after: int) -> int | None:
+        inbox, outbox = websocket.inbox, self.subscription.queue
+        inbox.listener = outbox  # one wait for both
+        await self._start(after)
+        while self.interrupted is None:
+            if self.subscription.overflowed.is_set():
+                return TRY_AGAIN_LATER
+            for _ in range(outbox.qsize()):  # what is queued now; then the client's turn
+                code = await self._deliver(outbox.get_nowait())
+                if code is not None:
+                    return code
+            handling = self._handling
+            if handling is not None and handling.done():
+                self._handling = handling = None
+            if handling is None and not inbox.empty():
+                code = self._take(inbox.get_nowait())
+                if code is not None:
+                    return code
+            elif outbox.empty():
+                await outbox.wait()  # an event, a frame, or the end of the frame being handled
+        return self.interrupted
+
+    def _interrupt_with_error(self, error: BaseException) -> None:
+        log.error("websocket frame handling failed", exc_info=error)
+        self._interrupt(INTERNAL_ERROR)
+
+    def _on_overflow(self) -> None:
+        self._interrupt(TRY_AGAIN_LATER)
+
+    def _on_going_away(self) -> None:
+        self._interrupt(GOING_AWAY)
+
+    def _interrupt(self, code: int) -> None:
+        if self.interrupted is not None:
+            return
+        self.interrupted = code
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._cancels += 1
+            self._task.cancel()  # the loop itself sees `interrupted` at its next turn
 
     async def release(self) -> None:
         """Give back what the connection took besides its subscription (nothing, for a room's socket)."""
@@ -268,26 +326,29 @@ class Connection:
         for user_id in sorted(await self.state.presence.online(sorted(self.members - {self.me}))):
             await self._send_frame({"type": "presence", "user_id": user_id, "online": True})
 
-    async def _writer(self, after: int) -> int:
+    async def _start(self, after: int) -> None:
+        """What a socket sends first: presence, then the stored frames after `after`."""
         await self._send_presence()
         self.first_after = self.last_sent = after
         await self._send_stored()
-        while True:
-            item = await self.subscription.queue.get()
-            if isinstance(item, Resync):
-                await self._acknowledge(item.message)
-            elif isinstance(item, str):
-                await websocket.send(item)
-            elif item.type == accounts.SESSION_REVOKED:
-                return POLICY_VIOLATION
-            elif item.type == "message" or item.type in CHANGE_FRAMES:
-                await self._send_message_event(item)
-            elif item.type == "member" and not self._on_member(item):
-                return NOT_A_MEMBER
-            elif item.type == "presence" and self.other is None and item.user_id not in self.members:
-                continue  # someone outside this channel
-            elif not (item.type == "typing" and item.user_id == self.me):
-                await websocket.send(item.text)
+
+    async def _deliver(self, item: Event | Resync | str) -> int | None:
+        """One item of the subscription's queue: sent or skipped; or the close code when it ends the socket."""
+        if isinstance(item, Resync):
+            await self._acknowledge(item.message)
+        elif isinstance(item, str):
+            await self._send(text_message(item))
+        elif item.type == accounts.SESSION_REVOKED:
+            return POLICY_VIOLATION
+        elif item.type == "message" or item.type in CHANGE_FRAMES:
+            await self._send_message_event(item)
+        elif item.type == "member" and not self._on_member(item):
+            return NOT_A_MEMBER
+        elif item.type == "presence" and self.other is None and item.user_id not in self.members:
+            pass  # someone outside this channel
+        elif not (item.type == "typing" and item.user_id == self.me):
+            await self._send(item.asgi)
+        return None
 
     def _on_member(self, event: Event) -> bool:
         """Follow the channel's members; False when this socket's user is no longer one (the socket closes)."""
@@ -303,7 +364,7 @@ class Connection:
             return  # already sent from the backlog
         if not self.state.broker.ordered:
             await self._send_stored(event.message_id - 1)  # fill any gap first, in id order
-        await websocket.send(event.text)
+        await self._send(event.asgi)
         self.last_sent = event.message_id
         self.state.metrics.message_delivered(event)
 
@@ -327,28 +388,39 @@ class Connection:
                 return
 
     async def _send_frame(self, frame: dict) -> None:
-        await websocket.send(orjson.dumps(frame).decode())
+        await self._send(text_message(orjson.dumps(frame).decode()))
 
     # ---------------------------------------------------------------- client -> server
 
-    async def _reader(self) -> None:
-        """Handle the client's frames; returns only when the client floods (the socket is then closed)."""
-        while True:
-            data = await websocket.receive()
-            if not self.budget.take():
-                if self.budget.flooding:
-                    return
-                self._notice_drop()
-                continue
-            try:
-                await self._handle(data)
-            except APIError as exc:
-                self._reply_error(exc.error, exc.message)
-            except ValidationError as exc:
-                self._reply_error("validation_error", "Some fields are invalid.", fields=validation_fields(exc))
-            except OperationalError as exc:  # the database is locked or full: this frame failed, retry it
-                log.warning("websocket frame failed: %s", exc)
-                self._reply_error("unavailable", "The database is busy; send the frame again shortly.")
+    def _take(self, data: str | bytes | object) -> int | None:
+        """Start handling one of the client's frames, or drop it over the budget; FLOODING when the client floods
+        (the socket is then closed). A frame is handled in a task of its own, while the socket goes on sending:
+        a send that waits for the database must not hold the room's events back (the queue would overflow)."""
+        if not self.budget.take():
+            if self.budget.flooding:
+                return FLOODING
+            self._notice_drop()
+            return None
+        self._handling = asyncio.ensure_future(self._receive(data))
+        self._handling.add_done_callback(self._handled)
+        return None
+
+    def _handled(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # the loop ends with 1011 and logs it
+            self._interrupt_with_error(task.exception())
+        self.subscription.queue.wake()
+
+    async def _receive(self, data: str | bytes | object) -> None:
+        try:
+            await self._handle(data)
+        except APIError as exc:
+            self._reply_error(exc.error, exc.message)
+        except ValidationError as exc:
+            self._reply_error("validation_error", "Some fields are invalid.", fields=validation_fields(exc))
+        except OperationalError as exc:  # the database is locked or full: this frame failed, retry it
+            log.warning("websocket frame failed: %s", exc)
+            self._reply_error("unavailable", "The database is busy; send the frame again shortly.")
 
     def _notice_drop(self) -> None:
         now = time.monotonic()
@@ -362,7 +434,7 @@ class Connection:
             )
 
     def _reply_error(self, error: str, message: str, **extra: object) -> None:
-        # through the queue: the writer is the only task that sends
+        # through the queue, in turn with what the broker has for this socket
         self.subscription.offer(orjson.dumps({"type": "error", "error": error, "message": message, **extra}).decode())
 
     async def _handle(self, data: str | bytes | object) -> None:
@@ -415,20 +487,6 @@ class Connection:
         await conversations.publish(self.room, {"type": "typing", "user_id": self.me})
 
 
-async def cancel_until_done(tasks) -> None:
-    """Cancel the tasks and wait for them, cancelling again any that is still running a moment later.
-
-    One cancellation is not always enough on Python 3.11: a library that races it against a timeout of its own
-    (asyncio.wait_for, asyncio.timeout) can swallow it, and the task goes on - here a reader back in
-    websocket.receive() for ever, which kept its handler, and so its TCP connection, open until shutdown.
-    """
-    pending = {task for task in tasks if not task.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=CANCEL_RETRY_SECONDS)
-
-
 class ActivityConnection(Connection):
     """GET /ws/me: the caller's rooms as a snapshot, then `activity` as messages land in them and the caller's
     marker moves, everyone's `presence`, `room_added` / `room_removed`. It listens to the caller's inbox (direct
@@ -461,7 +519,7 @@ class ActivityConnection(Connection):
         if subscription is not None:
             await self.state.broker.unsubscribe(subscription)
 
-    async def _writer(self, after: int) -> int:
+    async def _start(self, after: int) -> None:
         # listen to the channels first, then count: what lands in between is counted once (activity.RoomCount)
         for room in await rooms.rooms_of(self.me):
             if room.is_channel:
@@ -469,27 +527,28 @@ class ActivityConnection(Connection):
         self.activity.rooms = await snapshot(self.me)
         online = await self.state.presence.online(await everyone())
         await self._send_frame(self.activity.snapshot_frame(online))
-        while True:
-            item = await self.subscription.queue.get()
-            if isinstance(item, str):
-                await websocket.send(item)
-            elif item.type == accounts.SESSION_REVOKED:
-                return POLICY_VIOLATION
-            elif item.type == "presence":
-                await websocket.send(item.text)
-            elif item.type == "message":
-                frame = self.activity.on_message(orjson.loads(item.text)["message"])
-                if frame is not None:
-                    await self._send_frame(frame)
-            elif item.type == "read" and item.user_id == self.me and item.channel == self.subscription.channels[0]:
-                await self._send_frame(await self.activity.recount(orjson.loads(item.text)["room"]))
-            elif item.type == "room_added":
-                await self._on_room_added(orjson.loads(item.text)["room"])
-            elif item.type == "room_removed":
-                room = orjson.loads(item.text)["room"]
-                await self._stop_listening(room)
-                self.activity.remove(room)
-                await websocket.send(item.text)
+
+    async def _deliver(self, item: Event | str) -> int | None:
+        if isinstance(item, str):
+            await self._send(text_message(item))
+        elif item.type == accounts.SESSION_REVOKED:
+            return POLICY_VIOLATION
+        elif item.type == "presence":
+            await self._send(item.asgi)
+        elif item.type == "message":
+            frame = self.activity.on_message(orjson.loads(item.text)["message"])
+            if frame is not None:
+                await self._send_frame(frame)
+        elif item.type == "read" and item.user_id == self.me and item.channel == self.subscription.channels[0]:
+            await self._send_frame(await self.activity.recount(orjson.loads(item.text)["room"]))
+        elif item.type == "room_added":
+            await self._on_room_added(orjson.loads(item.text)["room"])
+        elif item.type == "room_removed":
+            room = orjson.loads(item.text)["room"]
+            await self._stop_listening(room)
+            self.activity.remove(room)
+            await self._send(item.asgi)
+        return None
 
     async def _on_room_added(self, channel: dict) -> None:
         await self._listen(channel["room"])

@@ -31,3 +31,25 @@ async def test_a_logout_racing_the_handshake_still_ends_the_socket(app, signup, 
         assert ended.value.response.status_code == 401
     else:
         assert ended.value.args == (1008,)
+
+
+async def test_an_idle_socket_costs_one_task_of_its_own(app, signup):
+    """Lean sockets: an open, idle socket's handler is one task (the test client's and Quart's receiver besides);
+    it was four more (a writer, a reader, and one waiting for each of overflow and shutdown). And it still works."""
+    alice_client, alice = await signup("alice")
+    _, bob = await signup("bob")
+    room = room_for(alice["id"], bob["id"])
+    before = len(asyncio.all_tasks())
+    sockets = [alice_client.websocket(f"/ws/rooms/{room}") for _ in range(5)]
+    opened = [await socket.__aenter__() for socket in sockets]
+    try:
+        for ws in opened:
+            assert '"presence"' in await asyncio.wait_for(ws.receive(), 5)  # the socket's first frame
+        # per socket: the test client's connection, Quart's receiver, the handler (the socket's one task)
+        assert (len(asyncio.all_tasks()) - before) / len(opened) <= 3
+        await opened[0].send('{"type": "message", "content": "to all five"}')
+        for ws in opened:
+            assert "to all five" in await asyncio.wait_for(ws.receive(), 5)
+    finally:
+        for socket in sockets:
+            await socket.__aexit__(None, None, None)
