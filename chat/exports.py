@@ -15,6 +15,7 @@ from tortoise.transactions import in_transaction
 
 from .conversations import MESSAGE_COLUMNS
 from .db import param
+from .files import with_files
 from .models import MESSAGE_FIELDS, Channel, Membership, Mention, ReadMarker, User, mention_text, message_json, utcnow
 from .rooms import Room
 
@@ -99,7 +100,7 @@ async def _messages(user_id: int | None, rooms: list[str]) -> AsyncIterator[list
         _, rows = await get_connection("default").execute_query(sql, values)
         if not rows:
             return
-        batch = [message_json(*row) for row in rows]
+        batch = await with_files([message_json(*row) for row in rows])  # their metadata: the bytes stay
         yield batch
         after = batch[-1]["id"]
 
