@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MAX_NAME = 200  # characters of a file's name, its extension kept
 MULTIPART_OVERHEAD = 64 * 1024  # what a request may carry beyond the file: boundaries, part headers, small fields
+DECODER_PIECE = 16 * 1024  # bytes handed to the multipart decoder at once
 BODY_BUFFER = 128 * 1024  # bytes of an upload's body read from the socket but not yet written (asgi_http.py)
 THUMBNAIL_PIXELS = 320  # the longer side of a thumbnail
 SNIFF_BYTES = 64
@@ -117,20 +118,25 @@ class _UploadBody:
         self.size = 0
         self.sniffed = _Sniffed()
         self.filename = ""
+        self._pending: memoryview | None = memoryview(b"")  # read from the body, not yet given to the decoder
 
     async def _event(self):
         while True:
             event = self._decoder.next_event()
             if event is not NEED_DATA:
                 return event
+            if not self._pending:
+                try:
+                    self._pending = memoryview(await self._chunks.__anext__())
+                except StopAsyncIteration:
+                    self._pending = None
+                except RequestEntityTooLarge:  # the body is longer than the limit and its framing (asgi_http.py)
+                    raise self._limit_error from None
+            # the decoder refuses more than MULTIPART_OVERHEAD held at once: it gets the body a piece at a time
+            piece = None if self._pending is None else self._pending[:DECODER_PIECE]
+            self._pending = None if piece is None else self._pending[DECODER_PIECE:]
             try:
-                chunk = await self._chunks.__anext__()
-            except StopAsyncIteration:
-                chunk = None
-            except RequestEntityTooLarge:  # the body is longer than the limit and its framing (asgi_http.py)
-                raise self._limit_error from None
-            try:
-                self._decoder.receive_data(chunk)
+                self._decoder.receive_data(piece)
             except RequestEntityTooLarge:  # part headers past MULTIPART_OVERHEAD
                 raise self._limit_error from None
 
