@@ -169,7 +169,7 @@ def test_kill_9_during_a_50_mb_upload_leaves_no_file_and_no_row(tmp_path, store_
     if folder is not None:
         assert stored_files(folder) == []  # nothing under a key: only the temporary file of the dead upload
     time.sleep(1.5)
-    server.start()  # the sweep at start-up removes what the crash left
+    server.start(timeout=90)  # the sweep at start-up removes what the crash left
     try:
         if folder is not None:
             probes.wait_until(lambda: not any(folder.rglob(".tmp-*")), timeout=30)
