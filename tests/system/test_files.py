@@ -241,3 +241,55 @@ def test_ten_concurrent_50_mib_uploads_keep_memory_bounded(tmp_path, store_kind,
     finally:
         server.stop()
     assert "Traceback" not in server.log(), server.log()
+
+
+BURST = 20
+
+
+async def test_a_burst_of_messages_with_files_reaches_every_socket_once_in_order(tmp_path, store_kind):
+    """Messages with files go through the one store-then-publish path: two sockets of the room get each one once,
+    in id order, with its files; a socket resuming with ?after replays them with their files too."""
+    import asyncio
+
+    from testkit.ws import new_person, recv_until
+
+    server = files_server(tmp_path, store_kind, CHAT_SEND_LIMIT="1000")
+    try:
+        alice, bob = new_person(server, "alice"), new_person(server, "bob")
+        room = alice.room_with(bob)
+        uploaded = []
+        for index in range(BURST // 2):
+            response = upload(alice.http, room, f"f{index}.txt", f"file {index}".encode())
+            assert response.status_code == 201, response.text
+            uploaded.append(response.json()["id"])
+        async with bob.connect(room) as first, bob.connect(room) as second:
+            async with alice.async_http() as client:
+
+                async def send(index: int) -> dict:
+                    files = [uploaded[index // 2]] if index % 2 == 0 else []
+                    body = {"room": room, "content": f"m{index}", "file_ids": files, "client_id": f"c{index}"}
+                    response = await client.post("/send-message", json=body)
+                    assert response.status_code == 201, response.text
+                    return response.json()
+
+                sent = await asyncio.gather(*(send(index) for index in range(BURST)))
+            expected = {message["id"]: [f["id"] for f in message["files"]] for message in sent}
+            assert sum(len(files) for files in expected.values()) == BURST // 2
+            for ws in (first, second):
+                seen: list[dict] = []
+                await recv_until(ws, lambda frame: frame.get("message", {}).get("id") == max(expected), 30, seen)
+                messages = [frame["message"] for frame in seen if frame["type"] == "message"]
+                assert [m["id"] for m in messages] == sorted(expected)
+                assert {m["id"]: [f["id"] for f in m["files"]] for m in messages} == expected
+        async with bob.connect(room, after=0) as resumed:
+            seen = []
+            await recv_until(resumed, lambda frame: frame.get("message", {}).get("id") == max(expected), 30, seen)
+            replayed = {
+                frame["message"]["id"]: [f["id"] for f in frame["message"]["files"]]
+                for frame in seen
+                if frame["type"] == "message"
+            }
+            assert replayed == expected
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log(), server.log()
