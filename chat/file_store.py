@@ -68,13 +68,14 @@ class LocalStore:
     threads (asyncio.to_thread), so a slow disk never stops the event loop."""
 
     def __init__(self, root: Path) -> None:
-        self.root = private_folder(Path(root))
+        self.root = Path(root)  # made (0700) by the first write: an instance without uploads has no files/
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
     async def write(self, key: str, chunks: AsyncIterator[bytes]) -> int:
         path = self._path(key)
+        await asyncio.to_thread(private_folder, self.root)
         await asyncio.to_thread(_private_folders, self.root, path.parent)
         temp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
         fd = await asyncio.to_thread(os.open, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
@@ -140,6 +141,8 @@ def _private_folders(root: Path, folder: Path) -> None:
 
 def _sweep(root: Path, before: float) -> int:
     removed = 0
+    if not root.is_dir():
+        return removed
     for path in root.rglob(f"{TEMP_PREFIX}*"):
         try:
             if path.is_file() and path.stat().st_mtime < before:

@@ -80,6 +80,8 @@ def sanitize_name(name: str | None) -> str:
         stem, dot, extension = name.rpartition(".")
         extension = extension[:20] if dot else ""
         name = (stem if dot else name)[: MAX_NAME - len(extension) - 1].rstrip() + (f".{extension}" if dot else "")
+    if name == "thumb":  # /files/<id>/thumb is the thumbnail's address
+        name = "thumb_"
     return name or "file"
 
 

@@ -63,6 +63,7 @@ async def test_send_stores_and_returns_the_message(pair):
         "deleted",
         "reply_to",
         "reactions",
+        "files",
     }
     assert message["sender_id"] == b["id"] and message["receiver_id"] == a["id"]
     assert message["room"] == f"dm-{min(a['id'], b['id'])}-{max(a['id'], b['id'])}"

@@ -13,6 +13,7 @@ ENDPOINTS = {
     ("/me", "get"): {"200", "401", "503"},
     ("/get-users", "get"): {"200", "401", "503"},
     ("/send-message", "post"): {"201", "200", "400", "401", "403", "404", "409", "429", "503"},
+    ("/files", "post"): {"201", "400", "401", "403", "404", "409", "413", "429", "503"},
     ("/get-messages", "get"): {"200", "400", "401", "403", "404", "503"},
     ("/mark-read", "post"): {"204", "400", "401", "403", "404", "503"},
     ("/change-password", "post"): {"204", "400", "401", "429", "503"},
@@ -34,7 +35,7 @@ ENDPOINTS = {
 REQUEST_FIELDS = {
     "/register": {"username", "email", "password"},
     "/login": {"email", "username", "password"},
-    "/send-message": {"receiver_id", "room", "content", "client_id", "reply_to"},
+    "/send-message": {"receiver_id", "room", "content", "client_id", "reply_to", "file_ids"},
     "/mark-read": {"user_id", "room", "up_to"},
 }
 
@@ -101,6 +102,7 @@ async def test_openapi_lists_every_endpoint_with_its_shapes(openapi):
         "deleted",
         "reply_to",
         "reactions",
+        "files",
     }
     validation = paths["/register"]["post"]["responses"]["400"]["content"]["application/json"]["schema"]
     assert "fields" in resolve(openapi, validation)["properties"]
