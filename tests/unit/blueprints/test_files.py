@@ -199,3 +199,27 @@ async def test_bad_uploads_are_400s_and_a_foreign_room_404(trio):
     )
     assert response.status_code in (403, 404)
     await assert_error(await alice.post("/files", data=body, headers={"Content-Type": content_type}), 400)
+
+
+async def test_files_attach_over_the_websocket_and_socket_io_too(app, trio):
+    import asyncio
+    import json
+
+    from chat import conversations
+
+    (alice, a), (_, b), _ = trio
+    room = await channel(alice, b["id"])
+    first = await upload(alice, room, "ws.txt", b"over the websocket")
+    second = await upload(alice, room, "sio.txt", b"over socket.io")
+    async with alice.websocket(f"/ws/rooms/{room}") as ws:
+        await ws.send(json.dumps({"type": "message", "content": "", "file_ids": [first["id"]], "client_id": "w1"}))
+        async with asyncio.timeout(10):
+            while True:
+                frame = json.loads(await ws.receive())
+                if frame.get("type") == "message":
+                    break
+    assert [f["id"] for f in frame["message"]["files"]] == [first["id"]]
+    # Socket.IO's message event calls the same function with the frame's file_ids (socketio_clients._message)
+    async with app.app_context():
+        message, created = await conversations.send_to_room(a["id"], room, "", None, file_ids=[second["id"]])
+    assert created and [f["name"] for f in message["files"]] == ["sio.txt"]
