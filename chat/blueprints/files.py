@@ -10,6 +10,7 @@ from quart_auth import login_required
 from quart_schema import validate_querystring
 
 from .. import files
+from ..errors import APIError
 from ..openapi import documented
 from ..schemas import MAX_ID, FileOut, UploadQuery
 from ..security import signed_in
@@ -27,7 +28,13 @@ async def upload_file(query_args: UploadQuery) -> tuple[dict, int]:
     """Upload one file (multipart/form-data, its part named `file`) into a room; attach it to a message with
     `file_ids` on /send-message. Stored once complete; past CHAT_MAX_UPLOAD_BYTES, 413 file_too_large."""
     me = (await signed_in()).user.id
-    uploaded = await files.upload(me, query_args.room, request.headers.get("Content-Type", ""), request.body)
+    try:
+        uploaded = await files.upload(me, query_args.room, request.headers.get("Content-Type", ""), request.body)
+    except APIError as exc:
+        if exc.status == 413 and request.http_version.startswith("1"):
+            # the rest of the body is never read: this connection closes, and the client must not reuse it
+            exc.headers.setdefault("Connection", "close")
+        raise
     return uploaded, 201
 
 
