@@ -488,6 +488,16 @@ async def detach_for_delete(connection, mark: str, message_id: int) -> list[str]
     return [key for row in rows for key in (row["key"], row["thumb_key"]) if key]
 
 
+async def forget_uploads(connection, user_id: int, sent_too: bool) -> list[str]:
+    """In an account deletion's transaction: the user's files never sent go, and with `sent_too` (their content is
+    removed: CHAT_DELETED_USER_CONTENT=remove) the ones they sent as well; the keys to delete after the commit."""
+    condition = "" if sent_too else " AND message_id IS NULL"
+    rows = await connection.execute_query_dict(
+        f"DELETE FROM files WHERE uploader_id = {param(1)}{condition} RETURNING key, thumb_key", [user_id]
+    )
+    return [key for row in rows for key in (row["key"], row["thumb_key"]) if key]
+
+
 async def delete_bytes(keys: list[str], app_state=None) -> None:
     """Delete stored bytes whose rows are gone (after the commit): a failure is logged, the sweep is not needed
     since no row names them any more."""

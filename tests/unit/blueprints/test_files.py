@@ -223,3 +223,18 @@ async def test_files_attach_over_the_websocket_and_socket_io_too(app, trio):
     async with app.app_context():
         message, created = await conversations.send_to_room(a["id"], room, "", None, file_ids=[second["id"]])
     assert created and [f["name"] for f in message["files"]] == ["sio.txt"]
+
+
+async def test_a_deleted_account_takes_its_files_with_it(app, trio):
+    from testkit.http import PASSWORD
+
+    (alice, _), (bob, b), _ = trio
+    room = await channel(alice, b["id"])
+    sent = await upload(alice, room, "sent.png", png())
+    await upload(alice, room, "unsent.txt", b"never sent")
+    assert (await send(alice, room, "", file_ids=[sent["id"]])).status_code == 201
+    response = await alice.post("/delete-account", json={"password": PASSWORD})
+    assert response.status_code == 204, await response.get_data(as_text=True)
+    assert await File.all().count() == 0  # CHAT_DELETED_USER_CONTENT=remove (the default): sent ones too
+    assert stored_files(store_folder(app)) == []
+    await assert_error(await bob.get(sent["url"]), 404, "file_not_found")
