@@ -143,6 +143,8 @@ def with_files_or_content(content: str, info: ValidationInfo) -> str:
     if len(set(file_ids)) != len(file_ids):
         raise ValueError("file_ids must not repeat a file")
     if not file_ids:
+        if not content:  # as Content says it (min_length=1), for clients that read the message
+            raise PydanticCustomError("string_too_short", "String should have at least 1 character", {"min_length": 1})
         not_blank(content)
     return content
 
