@@ -7,9 +7,11 @@ from typing import Any
 from quart import Quart, Response
 from quart_schema import Info, QuartSchema
 
+from .asgi_http import BoundedHTTPConnection
 from .asgi_websocket import BoundedWebsocketConnection
 from .blueprints import account_pages, admin, auth, docs, messaging, my_data, ops, pages, realtime, users
 from .blueprints import changes as change_routes  # chat.changes is the domain module
+from .blueprints import files as file_routes  # chat.files is the domain module
 from .blueprints import rooms as room_routes  # not "rooms": chat.rooms is the domain module
 from .blueprints import search as search_routes  # chat.search is the domain module
 from .config import Settings, instance_secret_key, load_settings
@@ -42,6 +44,7 @@ BLUEPRINTS = (
     change_routes.bp,
     room_routes.bp,
     search_routes.bp,
+    file_routes.bp,
     realtime.bp,
     ops.bp,
     admin.bp,
@@ -80,6 +83,7 @@ def _application(settings: Settings) -> Quart:
     app = ChatQuart(__name__, instance_path=str(instance_path))
     app.request_class = ChatRequest
     app.asgi_websocket_class = BoundedWebsocketConnection  # incoming frames bounded (asgi_websocket.py)
+    app.asgi_http_class = BoundedHTTPConnection  # an upload's body streamed and bounded (asgi_http.py)
     app.secret_key = settings.secret_key or instance_secret_key(instance_path)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     # "//" in a path is a 404 like any unknown path, not a 308 to the merged one with an HTML body (a reaction's

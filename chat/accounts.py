@@ -18,6 +18,7 @@ from tortoise.transactions import in_transaction
 from .attempts import remember_device, start_password_check, start_sign_in, start_sign_up
 from .broker import BrokerUnavailable, Event
 from .errors import APIError
+from .files import delete_bytes, forget_uploads
 from .models import ADMIN, DELETED_USERNAME, MESSAGE, Message, ReadMarker, User, utcnow
 from .schemas import MAX_ID
 from .security import (
@@ -290,7 +291,7 @@ async def delete_account(user: User) -> None:
     """
     if user.deleted_at is not None:
         return
-    async with in_transaction():
+    async with in_transaction() as connection:
         await User.filter(id=user.id).update(
             username=DELETED_USERNAME,
             username_key=f"{DELETED_USERNAME} {user.id}",
@@ -299,8 +300,11 @@ async def delete_account(user: User) -> None:
             is_admin=False,
             deleted_at=utcnow(),
         )
-        if state().settings.deleted_user_content == "remove":
+        remove = state().settings.deleted_user_content == "remove"
+        if remove:
             await Message.filter(sender_id=user.id, event=MESSAGE).update(content="")
         await ReadMarker.filter(user_id=user.id).delete()
+        stored_files = await forget_uploads(connection, user.id, sent_too=remove)
+    await delete_bytes(stored_files)  # after the commit: no row names them any more
     _forget_account(user.id)
     await end_every_session(user.id)

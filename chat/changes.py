@@ -24,6 +24,7 @@ from .conversations import (
 )
 from .db import param
 from .errors import APIError
+from .files import delete_bytes, detach_for_delete
 from .models import (
     DELETE,
     EDIT,
@@ -144,6 +145,7 @@ async def delete(me: int, message_id: int) -> None:
         raise forbidden("Only its sender or an owner of the channel can delete a message.")
     if message["deleted"]:
         return
+    stored_files: list[str] = []  # the keys of its files' bytes, deleted once the transaction is committed
 
     async def apply(connection, mark: str) -> dict | None:
         changed = await connection.execute_query_dict(
@@ -155,10 +157,12 @@ async def delete(me: int, message_id: int) -> None:
             return None
         await connection.execute_query(f"DELETE FROM mentions WHERE message_id = {mark}1", [message_id])
         await connection.execute_query(f"DELETE FROM reactions WHERE message_id = {mark}1", [message_id])
+        stored_files[:] = await detach_for_delete(connection, mark, message_id)
         event_id = await _store_event(connection, mark, room, me, DELETE, message_id)
         return change_frame(event_id, DELETE, message_id, None, me, "")
 
     await message_writer().change(room, apply)
+    await delete_bytes(stored_files)
 
 
 async def react(me: int, message_id: int, emoji: str, on: bool) -> None:

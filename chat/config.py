@@ -87,6 +87,20 @@ class Settings(BaseModel):
     # where the workers' metric files are kept (shared by every worker of one deployment); None: instance/metrics
     metrics_dir: Path | None = None
 
+    # Files (docs/files.md): where they are kept, file://PATH (None: files/ in the instance folder) or
+    # s3://BUCKET/PREFIX (any S3-compatible store; credentials and region from the usual AWS_* variables)
+    files_url: str | None = None
+    s3_endpoint_url: str | None = None
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1, le=10 * 1024 * 1024 * 1024)
+    # per user: uploads per window, and the bytes of uploaded files not yet sent in a message
+    upload_limit: int = Field(30, ge=1)
+    upload_window_seconds: int = Field(60, ge=1)
+    unsent_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    unsent_file_seconds: int = Field(24 * 3600, ge=1)  # an upload never attached is removed after this
+    # a write this long untouched is a crashed upload's leftover (its temporary file, its S3 multipart upload)
+    upload_stale_seconds: int = Field(15 * 60, ge=1)
+    image_max_pixels: int = Field(50_000_000, ge=1)  # larger images are kept as plain files (decompression bombs)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:
@@ -99,6 +113,13 @@ class Settings(BaseModel):
     def _known_broker(cls, value: str) -> str:
         if not value.startswith(("memory://", "redis://", "rediss://")):
             raise ValueError("must be memory:// or redis://host:port/db")
+        return value
+
+    @field_validator("files_url")
+    @classmethod
+    def _known_store(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("file://", "s3://")):
+            raise ValueError("must be file://PATH or s3://BUCKET/PREFIX")
         return value
 
     @field_validator("allowed_origins", mode="before")
@@ -144,6 +165,10 @@ class Settings(BaseModel):
     @property
     def resolved_metrics_dir(self) -> Path:
         return (self.metrics_dir or self.instance_path / "metrics").resolve()
+
+    @property
+    def resolved_files_url(self) -> str:
+        return self.files_url or f"file://{self.instance_path.resolve() / 'files'}"
 
     @property
     def sqlite_path(self) -> Path | None:

@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from tortoise.connection import get_connection
@@ -22,6 +22,7 @@ from tortoise.transactions import in_transaction
 from .broker import Broker, Event
 from .db import param, param_prefix, params
 from .errors import APIError
+from .files import attach, check_attachable, with_files
 from .models import (
     ADMIN,
     EDIT,
@@ -65,16 +66,26 @@ async def publish_to_user(user_id: int, frame: dict) -> None:
 
 
 async def send_message(
-    sender_id: int, receiver_id: int, content: str, client_id: str | None, reply_to: int | None = None
+    sender_id: int,
+    receiver_id: int,
+    content: str,
+    client_id: str | None,
+    reply_to: int | None = None,
+    file_ids: list[int] | None = None,
 ) -> tuple[dict, bool]:
     """Send a direct message to receiver_id (POST /send-message with receiver_id)."""
     await check_send_rate(sender_id, client_id)
     await require_user(receiver_id)
-    return await _send(sender_id, Room.direct(sender_id, receiver_id), content, client_id, reply_to)
+    return await _send(sender_id, Room.direct(sender_id, receiver_id), content, client_id, reply_to, file_ids)
 
 
 async def send_to_room(
-    sender_id: int, name: str, content: str, client_id: str | None, reply_to: int | None = None
+    sender_id: int,
+    name: str,
+    content: str,
+    client_id: str | None,
+    reply_to: int | None = None,
+    file_ids: list[int] | None = None,
 ) -> tuple[dict, bool]:
     """Send a message to the room named `name` (POST /send-message with room, a websocket's message frame):
     403 / 404 as rooms.admission says, 409 room_archived for an archived channel."""
@@ -84,7 +95,7 @@ async def send_to_room(
         raise room_archived()
     if not admitted.room.is_channel:
         await require_user(admitted.room.other_member(sender_id))  # not to a deleted account
-    return await _send(sender_id, admitted.room, content, client_id, reply_to)
+    return await _send(sender_id, admitted.room, content, client_id, reply_to, file_ids)
 
 
 def room_archived() -> APIError:
@@ -92,7 +103,12 @@ def room_archived() -> APIError:
 
 
 async def _send(
-    sender_id: int, room: Room, content: str, client_id: str | None, reply_to: int | None
+    sender_id: int,
+    room: Room,
+    content: str,
+    client_id: str | None,
+    reply_to: int | None,
+    file_ids: list[int] | None = None,
 ) -> tuple[dict, bool]:
     """Store a message once per (sender, client_id), then deliver it to the room.
 
@@ -101,15 +117,18 @@ async def _send(
     """
     if reply_to is not None and not await _is_message_of(room, reply_to):
         raise APIError(400, "validation_error", "reply_to must be a message of the same room.")
+    file_ids = file_ids or []
+    if file_ids and not (client_id is not None and await Message.exists(sender_id=sender_id, client_id=client_id)):
+        await check_attachable(sender_id, room.name, file_ids)  # (a retry's files are attached already)
     mentions = await mentioned_members(room, content)
-    stored = await message_writer().store(sender_id, room, content, client_id, mentions, reply_to)
+    stored = await message_writer().store(sender_id, room, content, client_id, mentions, reply_to, file_ids)
     if stored is not None:
         return stored, True
     # not inserted: this client_id is stored already (by an earlier send, or a concurrent one in the same batch)
     existing = await Message.get_or_none(sender_id=sender_id, client_id=client_id)
     if existing is None:
         raise user_not_found()
-    return existing.public(), False
+    return (await with_reactions([existing.public()]))[0], False
 
 
 def message_writer() -> MessageWriter:
@@ -206,8 +225,10 @@ class _Pending(_Settles):
     client_id: str | None
     mentions: list[int]
     reply_to: int | None
+    file_ids: list[int]
     timestamp: datetime
     stored: asyncio.Future  # the message dict, or None when (sender_id, client_id) was stored already
+    files: list = field(default_factory=list)  # the attached files' JSON, once stored
 
     @property
     def receiver_id(self) -> int | None:
@@ -224,6 +245,7 @@ class _Pending(_Settles):
             self.client_id,
             self.mentions,
             reply_to=self.reply_to,
+            files=self.files,
         )
 
 
@@ -255,10 +277,13 @@ class MessageWriter:
         client_id: str | None,
         mentions: list[int],
         reply_to: int | None = None,
+        file_ids: list[int] | None = None,
     ) -> dict | None:
-        """The stored message, or None if this sender's client_id is stored already."""
+        """The stored message, or None if this sender's client_id is stored already. The files of file_ids
+        (checked by files.check_attachable) are attached in the message's transaction."""
         future = asyncio.get_running_loop().create_future()
-        return await self._enqueue(_Pending(sender_id, room, content, client_id, mentions, reply_to, utcnow(), future))
+        pending = _Pending(sender_id, room, content, client_id, mentions, reply_to, file_ids or [], utcnow(), future)
+        return await self._enqueue(pending)
 
     async def change(self, room: Room, apply: ChangeApply) -> dict | None:
         """Run a change to the room's messages in its turn; the published event's frame, or None (no change)."""
@@ -357,7 +382,7 @@ class MessageWriter:
             f"INSERT INTO messages ({', '.join(columns)}) VALUES {', '.join(rows)}"  # noqa: S608 - markers only
             " ON CONFLICT DO NOTHING RETURNING id, sender_id, client_id"
         )
-        mentioning = any(pending.mentions for pending in batch)
+        mentioning = any(pending.mentions or pending.file_ids for pending in batch)
         if not self._is_postgres and not mentioning:
             # SQLite has one writer at a time: the ids of a statement are committed in order
             returned = await get_connection("default").execute_query_dict(sql, values)
@@ -372,6 +397,11 @@ class MessageWriter:
             returned = await connection.execute_query_dict(sql, values)
             ids = _match_returned(batch, returned)
             await _insert_mentions(connection, mark, batch, ids)
+            for pending, message_id in zip(batch, ids, strict=True):
+                if message_id is not None and pending.file_ids:
+                    pending.files = await attach(
+                        connection, mark, message_id, pending.sender_id, pending.room.name, pending.file_ids
+                    )
         return ids
 
 
@@ -505,7 +535,14 @@ async def messages_by_id(ids: list[int]) -> list[MessageJSON]:
 
 
 async def with_reactions(messages: list[MessageJSON], connection=None) -> list[MessageJSON]:
-    """Fill in each message's reactions: one query for the lot, counted by emoji in the order of first use."""
+    """Fill in each message's computed fields (models.COMPUTED_FIELDS): its files (files.with_files) and its
+    reactions."""
+    await with_files(messages, connection)
+    return await _fill_reactions(messages, connection)
+
+
+async def _fill_reactions(messages: list[MessageJSON], connection=None) -> list[MessageJSON]:
+    """Each message's reactions: one query for the lot, counted by emoji in the order of first use."""
     by_id = {message["id"]: message for message in messages}
     if not by_id:
         return messages
@@ -548,20 +585,23 @@ async def _page(
             conditions.append(f"id {operator} {mark}{len(values)}")
     values.append(limit)
     sql = (
-        f"SELECT {MESSAGE_COLUMNS}, {_REACTED} FROM messages WHERE {' AND '.join(conditions)}"  # noqa: S608
+        f"SELECT {MESSAGE_COLUMNS}, {_REACTED}, {_WITH_FILES} FROM messages WHERE {' AND '.join(conditions)}"  # noqa: S608
         f" ORDER BY id {'DESC' if newest_first else 'ASC'} LIMIT {mark}{len(values)}"
     )
     # rows as the driver gives them (sqlite3.Row, asyncpg Record), their columns in MESSAGE_FIELDS order: passed
     # to message_json by position, not made into dicts first and unpacked by name, which took twice as long
     _, rows = await get_connection("default").execute_query(sql, values)
-    messages = [message_json(*row[:-1]) for row in rows]
-    # the reactions' query only for the messages that have some: most pages have none, and then it is not sent
-    await with_reactions([message for message, row in zip(messages, rows, strict=True) if row[-1]])
+    messages = [message_json(*row[:-2]) for row in rows]
+    # the files' and the reactions' queries only for the messages that have some: most pages have none of either,
+    # and then they are not sent
+    await with_files([message for message, row in zip(messages, rows, strict=True) if row[-1]])
+    await _fill_reactions([message for message, row in zip(messages, rows, strict=True) if row[-2]])
     return messages
 
 
-# whether a message has reactions, a column of the page's query: a probe of the reactions' (message_id, ...) index
+# whether a message has reactions, files: columns of the page's query, probes of the (message_id, ...) indexes
 _REACTED = "EXISTS (SELECT 1 FROM reactions WHERE reactions.message_id = messages.id)"
+_WITH_FILES = "EXISTS (SELECT 1 FROM files WHERE files.message_id = messages.id)"
 
 
 async def newest_id(room: Room) -> int:

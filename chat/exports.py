@@ -111,7 +111,7 @@ async def _messages(user_id: int | None, rooms: list[str]) -> AsyncIterator[list
         _, rows = await get_connection("default").execute_query(sql, values)
         if not rows:
             return
-        batch = await with_reactions([message_json(*row) for row in rows])
+        batch = await with_reactions([message_json(*row) for row in rows])  # with their files' metadata: the bytes stay
         yield batch
         after = batch[-1]["id"]
 

@@ -14,6 +14,7 @@ from quart import Quart
 from .accounts import follow_account_changes
 from .config import Settings
 from .db import close_db, init_db
+from .files import sweep_forever
 from .state import AppState
 
 
@@ -33,7 +34,11 @@ def install_lifecycle(app: Quart, settings: Settings, app_state: AppState) -> No
     @app.while_serving
     async def follow_accounts() -> AsyncIterator[None]:
         follower = asyncio.create_task(follow_account_changes(app_state), name="account-changes")
+        # every worker sweeps (crashed uploads, files never sent): each row is removed by one DELETE, so the
+        # workers never remove one twice (files.sweep_unsent)
+        sweeper = asyncio.create_task(sweep_forever(app_state), name="files-sweep")
         yield
+        sweeper.cancel()
         follower.cancel()
         # bounded: a cancellation that lands inside redis-py's SUBSCRIBE can leave its clean-up waiting on the
         # connection, which app_state.stop() closes next

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from tortoise import fields
 from tortoise.indexes import Index
@@ -30,6 +31,7 @@ class MessageJSON(TypedDict):
     deleted: bool  # a tombstone: content and mentions are gone, the id stays in history
     reply_to: int | None  # a message of the same room that this one answers
     reactions: list[ReactionJSON]  # ordered by first use
+    files: list[FileJSON]  # attached with file_ids when it was sent, in upload order
 
 
 class ReactionJSON(TypedDict):
@@ -38,8 +40,21 @@ class ReactionJSON(TypedDict):
     user_ids: list[int]
 
 
-# read with the message from other tables, not columns of the messages table (changes.with_reactions)
-COMPUTED_FIELDS = ("reactions",)
+class FileJSON(TypedDict, total=False):
+    """An uploaded file as POST /files answers it and a message lists it (file_json builds one)."""
+
+    id: int
+    name: str
+    content_type: str
+    size: int
+    url: str  # GET it: /files/<id>/<name>
+    width: int  # images only
+    height: int
+    thumbnail_url: str  # images with a thumbnail only: /files/<id>/thumb
+
+
+# read with the message from other tables, not columns of the messages table (conversations.with_reactions)
+COMPUTED_FIELDS = ("reactions", "files")
 # the columns of the messages table that hold the rest, in message_json's order (history passes rows by position)
 MESSAGE_FIELDS = tuple(name for name in MessageJSON.__annotations__ if name not in COMPUTED_FIELDS)
 
@@ -61,6 +76,7 @@ def message_json(
     reply_to: int | None = None,
     *,
     reactions: list[ReactionJSON] | None = None,
+    files: list[FileJSON] | None = None,
 ) -> MessageJSON:
     """The one place a message's JSON is built: from a model, from a row the writer inserted, from a SELECT."""
     return {
@@ -76,7 +92,36 @@ def message_json(
         "deleted": bool(deleted),  # SQLite reads 0 / 1
         "reply_to": reply_to,
         "reactions": reactions or [],
+        "files": files or [],
     }
+
+
+# the columns of the files table that file_json takes, in its order
+FILE_FIELDS = ("id", "name", "content_type", "size", "width", "height", "thumb_key")
+
+
+def file_json(
+    id: int,  # noqa: A002 - the field's name
+    name: str,
+    content_type: str,
+    size: int,
+    width: int | None = None,
+    height: int | None = None,
+    thumb_key: str | None = None,
+) -> FileJSON:
+    """The one place a file's JSON is built (POST /files, a message's files)."""
+    built: FileJSON = {
+        "id": id,
+        "name": name,
+        "content_type": content_type,
+        "size": int(size),
+        "url": f"/files/{id}/{quote(name, safe='')}",
+    }
+    if width is not None and height is not None:
+        built["width"], built["height"] = width, height
+    if thumb_key:
+        built["thumbnail_url"] = f"/files/{id}/thumb"
+    return built
 
 
 def mention_ids(value: str | list[int]) -> list[int]:
@@ -307,4 +352,34 @@ class Mention(Model):
         indexes = (
             Index(fields=("user_id", "room", "message_id"), name="ix_mentions_user_room_message"),
             Index(fields=("message_id",), name="ix_mentions_message"),  # deleting a message deletes its mentions
+        )
+
+
+class File(Model):
+    """An uploaded file: its bytes are in the files store under `key` (chat/file_store.py), this row is written
+    only once they are. `message` is NULL until a message attaches it (an unsent upload is removed after a day)."""
+
+    id = fields.IntField(primary_key=True)
+    uploader: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="files", on_delete=fields.CASCADE, db_index=False
+    )
+    room = fields.CharField(max_length=100)  # rooms.Room.name: only its members may read it
+    name = fields.CharField(max_length=255)  # sanitized: no path, no control characters
+    content_type = fields.CharField(max_length=100)  # sniffed from the bytes, never the client's word
+    size = fields.BigIntField()
+    key = fields.CharField(max_length=200)  # where the bytes are in the store
+    width = fields.IntField(null=True)  # images only
+    height = fields.IntField(null=True)
+    thumb_key = fields.CharField(max_length=200, null=True)  # a small re-encoded image, for the page
+    message_id = fields.IntField(null=True)  # the message it is attached to (no foreign key, as reply_to)
+    created_at = fields.DatetimeField(default=utcnow)
+
+    uploader_id: int
+
+    class Meta:
+        table = "files"
+        indexes = (
+            Index(fields=("message_id",), name="ix_files_message"),  # a page's files, a deleted message's files
+            Index(fields=("uploader_id", "message_id"), name="ix_files_uploader_message"),  # unsent bytes (quota)
+            Index(fields=("created_at",), name="ix_files_created"),  # the sweep of unsent files
         )

@@ -18,12 +18,14 @@ from pydantic import (
     RootModel,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     create_model,
+    field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .models import MessageJSON
+from .models import FileJSON, MessageJSON
 
 MAX_ID = 2**31 - 1  # ids are 32-bit in both databases: larger values are simply not found
 USERNAME_RE = re.compile(r"[A-Za-z0-9._-]{3,80}")  # used with fullmatch: "$" would allow a final newline
@@ -129,6 +131,22 @@ Content = Annotated[
     AfterValidator(not_blank),
 ]
 ClientId = text(min_length=1, max_length=64)
+# a message's content where files may be attached: empty then (blank otherwise refused, with_files_or_content)
+MessageContent = text(max_length=MAX_CONTENT, pattern=rf"^[^\x00]*[^{SPACE}\x00][^\x00]*$")
+MAX_FILES = 10  # files attached to one message
+FileIds = Annotated[list[Id], Field(max_length=MAX_FILES)]
+
+
+def with_files_or_content(content: str, info: ValidationInfo) -> str:
+    """Content may be empty (or blank) only when files are attached: the message is then its files."""
+    file_ids = info.data.get("file_ids") or []
+    if len(set(file_ids)) != len(file_ids):
+        raise ValueError("file_ids must not repeat a file")
+    if not file_ids:
+        if not content:  # as Content says it (min_length=1), for clients that read the message
+            raise PydanticCustomError("string_too_short", "String should have at least 1 character", {"min_length": 1})
+        not_blank(content)
+    return content
 
 
 class Input(BaseModel):
@@ -232,9 +250,12 @@ class SendMessageIn(Input):
 
     receiver_id: Id | None = None
     room: RoomName | None = None
-    content: Content
+    file_ids: FileIds = Field(default_factory=list)  # uploaded by the sender into this room, not yet sent
+    content: MessageContent  # may be "" when file_ids attaches files
     client_id: ClientId | None = None
     reply_to: Id | None = None  # a message of the same room (else 400)
+
+    _content = field_validator("content")(with_files_or_content)
 
     @model_validator(mode="after")
     def _one_destination(self) -> SendMessageIn:
@@ -256,8 +277,11 @@ class RoomMessageIn(Input):
     """Socket.IO's `message` event: SendMessageIn's rules, addressed to a room."""
 
     room: RoomName
-    content: Content
+    file_ids: FileIds = Field(default_factory=list)
+    content: MessageContent
     client_id: ClientId | None = None
+
+    _content = field_validator("content")(with_files_or_content)
 
 
 class MessagesQuery(BaseModel):
@@ -300,6 +324,23 @@ class MarkReadIn(Input):
 
 # the documentation of models.MessageJSON, field for field
 MessageOut = create_model("MessageOut", **{name: (hint, ...) for name, hint in get_type_hints(MessageJSON).items()})
+
+
+# the documentation of models.FileJSON (its optional fields as such)
+FileOut = create_model(
+    "FileOut",
+    **{
+        name: (hint, ...) if name in ("id", "name", "content_type", "size", "url") else (hint | None, None)
+        for name, hint in get_type_hints(FileJSON).items()
+    },
+)
+
+
+class UploadQuery(BaseModel):
+    """POST /files?room=ROOM: the room whose members may read the file."""
+
+    model_config = ConfigDict(extra="ignore")
+    room: str = Field(min_length=1, max_length=100)
 
 
 class EditMessageIn(Input):

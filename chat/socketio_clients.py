@@ -279,7 +279,9 @@ class SocketIOClients:
 
     async def _message(self, client: Client, data: object) -> dict:
         frame = RoomMessageIn.model_validate(data)
-        message, created = await conversations.send_to_room(client.user_id, frame.room, frame.content, frame.client_id)
+        message, created = await conversations.send_to_room(
+            client.user_id, frame.room, frame.content, frame.client_id, file_ids=frame.file_ids
+        )
         feed = client.feeds.get(message["room"])
         if not created and feed is not None:
             feed.subscription.offer(Resync(message))  # nothing was published: acknowledge from the database

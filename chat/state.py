@@ -12,6 +12,7 @@ from quart import current_app
 if TYPE_CHECKING:  # services.build_state makes them: security imports state() at run time, not the reverse
     from .broker import Broker
     from .config import Settings
+    from .file_store import FileStore
     from .metrics import Metrics
     from .presence import Presence
     from .security import HashGate, SessionCache, Throttle
@@ -42,6 +43,7 @@ class AppState:
     sockets: SocketLimits
     sessions: SessionCache  # sessions checked in the last seconds
     redis: object | None = None  # the shared Redis client, when CHAT_BROKER_URL is redis://
+    file_store: FileStore | None = None  # files.store(): CHAT_FILES_URL's store, opened on first use
     message_writer: object | None = None  # conversations.MessageWriter, made on the first send
     known_users: set[int] = field(default_factory=set)  # ids seen to exist (see conversations.require_user)
     # set when the server begins to shut down: open websockets close with 1001
@@ -57,6 +59,8 @@ class AppState:
         self.hash_gate.close()
         await self.presence.stop()
         await self.broker.stop()
+        if self.file_store is not None:
+            await self.file_store.close()
         if self.redis is not None:
             await self.redis.aclose()
 

@@ -15,7 +15,7 @@ from .http import PASSWORD
 # A message's fields as API.md lists them, spelled out by hand (not read from the code that builds them).
 MESSAGE_FIELDS = frozenset(
     {"id", "sender_id", "receiver_id", "room", "content", "timestamp", "client_id"}
-    | {"mentions", "edited_at", "deleted", "reply_to", "reactions"}
+    | {"mentions", "edited_at", "deleted", "reply_to", "reactions", "files"}
 )
 TEST_SETTINGS = {"bcrypt_rounds": 4, "cookie_secure": False, "hash_concurrency": 2}
 

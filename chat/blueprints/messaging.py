@@ -24,10 +24,12 @@ async def send_message(data: SendMessageIn) -> tuple[dict, int]:
     new and answers 200 with the message stored the first time."""
     me = (await signed_in()).user.id
     if data.room is not None:
-        message, created = await conversations.send_to_room(me, data.room, data.content, data.client_id, data.reply_to)
+        message, created = await conversations.send_to_room(
+            me, data.room, data.content, data.client_id, data.reply_to, data.file_ids
+        )
     else:
         message, created = await conversations.send_message(
-            me, data.receiver_id, data.content, data.client_id, data.reply_to
+            me, data.receiver_id, data.content, data.client_id, data.reply_to, data.file_ids
         )
     return message, 201 if created else 200
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 import orjson
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from quart import Blueprint, websocket
 from quart_auth import Unauthorized, login_required
 from tortoise.exceptions import OperationalError
@@ -36,7 +36,7 @@ from ..errors import APIError, validation_fields
 from ..models import Membership
 from ..presence import ALL_PRESENCE, presence_channel, presence_events
 from ..rooms import Room, parse_room
-from ..schemas import MAX_ID, ClientId, Content, Cursor, Id, Input
+from ..schemas import MAX_ID, ClientId, Content, Cursor, FileIds, Id, Input, MessageContent, with_files_or_content
 from ..security import foreign_origin, session_active, signed_in
 from ..sockets import FrameBudget
 from ..state import AppState, state
@@ -58,9 +58,12 @@ log = logging.getLogger(__name__)
 
 
 class MessageFrame(Input):
-    content: Content
+    file_ids: FileIds = Field(default_factory=list)  # as /send-message's: validated before content
+    content: MessageContent
     client_id: ClientId | None = None
     reply_to: Id | None = None
+
+    _content = field_validator("content")(with_files_or_content)
 
 
 class EditFrame(Input):
@@ -466,9 +469,13 @@ class Connection:
 
     async def _on_message(self, frame: MessageFrame) -> None:
         if self.other is None:
-            send = conversations.send_to_room(self.me, self.room.name, frame.content, frame.client_id, frame.reply_to)
+            send = conversations.send_to_room(
+                self.me, self.room.name, frame.content, frame.client_id, frame.reply_to, frame.file_ids
+            )
         else:
-            send = conversations.send_message(self.me, self.other, frame.content, frame.client_id, frame.reply_to)
+            send = conversations.send_message(
+                self.me, self.other, frame.content, frame.client_id, frame.reply_to, frame.file_ids
+            )
         message, created = await send
         if not created:
             # a repeated client_id: nothing new was published, so acknowledge from the database

@@ -2,6 +2,7 @@
 // conversation (a channel or a direct one), its header and members panel, the composer and the connection banner.
 import { ActivityStream } from "./activity.js";
 import { getJSON, postJSON } from "./api.js";
+import { Attachments } from "./attachments.js";
 import { BrowseDialog, CreateChannelDialog, MembersPanel, explain, joinChannel } from "./channel-ui.js";
 import { ChannelList, isChannel } from "./channels.js";
 import { Composer } from "./composer.js";
@@ -148,6 +149,16 @@ const activity = new ActivityStream({
 
 // ---------------------------------------------------------------- the open room
 
+const attachments = new Attachments({
+  form: $("composer"),
+  input: $("message-input"),
+  button: $("attach"),
+  fileInput: $("file-input"),
+  list: $("attachments"),
+  room: () => conversation?.room ?? null,
+  onError: (message) => composer.say(message),
+});
+
 const composer = new Composer({
   form: $("composer"),
   input: $("message-input"),
@@ -155,7 +166,8 @@ const composer = new Composer({
   error: $("composer-error"),
   note: $("composer-note"),
   maxLength: Number(document.body.dataset.maxLength),
-  onSend: (content) => conversation?.send(content),
+  onSend: (content) => conversation?.send(content.trim() ? content : "", attachments.take()),
+  hasFiles: () => attachments.ready,
   onTyping: () => conversation?.typed(),
   onEditLast: () => conversation?.editLast() ?? false,
 });

@@ -6,7 +6,8 @@ const codePoints = (text) => [...text].length;
 const unstorable = (text) => text.includes("\0") || /\p{Cs}/u.test(text);
 
 export class Composer {
-  constructor({ form, input, counter, error, note, maxLength, onSend, onTyping, onEditLast = () => false }) {
+  constructor({ form, input, counter, error, note, maxLength, onSend, onTyping, onEditLast = () => false, hasFiles = () => false }) {
+    this.hasFiles = hasFiles; // files ready to send: the content may then be empty
     this.form = form;
     this.note = note;
     this.button = form.querySelector("[type=submit]");
@@ -56,7 +57,8 @@ export class Composer {
 
   submit() {
     const content = this.input.value;
-    if (this.input.disabled || !content.trim() || this.input.getAttribute("aria-invalid") === "true") return;
+    if (this.input.disabled || this.input.getAttribute("aria-invalid") === "true") return;
+    if (!content.trim() && !this.hasFiles()) return;
     this.onSend(content);
     this.input.value = "";
     this.changed();

@@ -2,6 +2,7 @@
 // up), live frames from the room's websocket, your own messages from "sending" to "sent" (when their echo comes
 // back) to "seen", typing, read markers, and in a channel who said what, mentions of me, and member changes.
 import { getJSON, postJSON } from "./api.js";
+import { filesNode } from "./attachments.js";
 import {
   actions,
   applyReaction,
@@ -30,6 +31,7 @@ const FOUND_SHOWN_MS = 2_500;
 // sent (again) whenever that room's socket opens: the server keeps one message per client_id.
 const outboxes = new Map();
 const replies = new Map(); // client_id -> the message it answers, while unacknowledged
+const attached = new Map(); // client_id -> the ids of its files, while unacknowledged
 export const hasUnsent = () => [...outboxes.values()].some((outbox) => outbox.size > 0);
 
 /** A random client_id. crypto.randomUUID exists only in secure contexts (https, localhost). */
@@ -294,7 +296,9 @@ export class Conversation {
     }
     item.append(speaker);
     if (message.reply_to) item.append(replyQuote(message, this.messages.get(message.reply_to), (id) => this.quotedName(id), (id) => this.showOriginal(id)));
-    item.append(content, meta);
+    item.append(content);
+    if (message.files?.length && !message.deleted) item.append(filesNode(message.files));
+    item.append(meta);
     if (message.id && !message.deleted) {
       item.append(reactionsBar(message, this.me, (id) => this.senderName(id), (emoji, on) => this.react(message.id, emoji, on)));
       item.append(
@@ -380,10 +384,11 @@ export class Conversation {
 
   // ---------------------------------------------------------------- sending
 
-  send(content) {
+  send(content, fileIds = []) {
     const clientId = newClientId();
     this.outbox.set(clientId, content);
     if (this.replyTo) replies.set(clientId, this.replyTo);
+    if (fileIds.length) attached.set(clientId, fileIds);
     this.startReply(null);
     this.showPending(clientId, content);
     this.updateHistoryStatus();
@@ -394,6 +399,7 @@ export class Conversation {
   messageFrame(clientId, content) {
     const frame = { type: "message", content, client_id: clientId };
     if (replies.has(clientId)) frame.reply_to = replies.get(clientId);
+    if (attached.has(clientId)) frame.file_ids = attached.get(clientId);
     return frame;
   }
 
@@ -549,6 +555,7 @@ export class Conversation {
   confirm(item, message) {
     this.outbox.delete(message.client_id);
     replies.delete(message.client_id);
+    attached.delete(message.client_id);
     this.pendingElements.delete(message.client_id);
     item.classList.remove("pending");
     item.dataset.id = String(message.id);

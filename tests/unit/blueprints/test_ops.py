@@ -15,6 +15,7 @@ ENDPOINTS = {
     ("/me", "get"): {"200", "401", "503"},
     ("/get-users", "get"): {"200", "401", "503"},
     ("/send-message", "post"): {"201", "200", "400", "401", "403", "404", "409", "429", "503"},
+    ("/files", "post"): {"201", "400", "401", "403", "404", "409", "413", "429", "503"},
     ("/get-messages", "get"): {"200", "400", "401", "403", "404", "503"},
     ("/mark-read", "post"): {"204", "400", "401", "403", "404", "503"},
     ("/change-password", "post"): {"204", "400", "401", "429", "503"},
@@ -36,7 +37,7 @@ ENDPOINTS = {
 REQUEST_FIELDS = {
     "/register": {"username", "email", "password"},
     "/login": {"email", "username", "password"},
-    "/send-message": {"receiver_id", "room", "content", "client_id", "reply_to"},
+    "/send-message": {"receiver_id", "room", "content", "client_id", "reply_to", "file_ids"},
     "/mark-read": {"user_id", "room", "up_to"},
 }
 

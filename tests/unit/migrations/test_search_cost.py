@@ -9,12 +9,11 @@ import importlib
 import string
 from datetime import UTC, datetime
 
-from tortoise.connection import get_connection
-from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
+from tortoise.migrations.executor import MigrationTarget
 
 from chat import search
-from chat.db import tortoise_config
 from chat.models import Message
+from testkit.migrations import schema_at
 
 COST = importlib.import_module("migrations.0006_search_cost")
 TEXTS = [
@@ -25,37 +24,21 @@ TEXTS = [
 ]
 
 
-async def query(sql: str, values: list | None = None) -> list[dict]:
-    return await get_connection("default").execute_query_dict(sql, values or [])
-
-
 async def test_migrating_from_the_changes_schema_keeps_the_index_current(tmp_path):
-    from testkit.app import started_app
-
-    async with started_app(tmp_path, migrate=False) as app:
+    async with schema_at(tmp_path, "0005_changes") as schema:
+        app, query, mark, executor = schema.app, schema.query, schema.mark, schema.executor
         settings = app.extensions["chat"].settings
-        executor = MigrationExecutor(get_connection("default"), tortoise_config(settings)["apps"])
-        await executor.migrate([MigrationTarget("models", "0005_changes")])
-        for name in ("alice", "bob"):
-            await query(
-                "INSERT INTO users (username, username_key, email, password_hash, created_at) "
-                f"VALUES ('{name}', '{name}', '{name}@example.org', 'x', '2026-11-01 00:00:00+00:00')"
-            )
-        ids = {row["username"]: row["id"] for row in await query("SELECT id, username FROM users")}
-        alice, bob = ids["alice"], ids["bob"]
+        alice, bob = await schema.add_user("alice"), await schema.add_user("bob")
         room = f"dm-{min(alice, bob)}-{max(alice, bob)}"
-        mark = "$" if settings.is_postgres else "?"
         for text in TEXTS:
-            await get_connection("default").execute_query(
+            await schema.execute(
                 "INSERT INTO messages (sender_id, receiver_id, room, content, timestamp, mentions)"
                 f" VALUES ({mark}1, {mark}2, {mark}3, {mark}4, {mark}5, '')",
                 [alice, bob, room, text, datetime.now(UTC)],
             )
         old = await query("SELECT id, content FROM messages ORDER BY id")
 
-        await executor.migrate()
-
-        applied = [row["name"] for row in await query("SELECT name FROM tortoise_migrations ORDER BY id")]
+        applied = await schema.migrate_the_rest()
         assert "0006_search_cost" in applied
         assert await query("SELECT id, content FROM messages ORDER BY id") == old
         if settings.is_postgres:
