@@ -22,7 +22,7 @@ from .instance import PRIVATE_FILE, PRIVATE_FOLDER, private_folder
 
 CHUNK = 256 * 1024  # what read() yields at most at once
 TEMP_PREFIX = ".tmp-"  # a write in progress (backup.UNFINISHED leaves it out of a copy)
-_KEY = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+KEY_PATTERN = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 
 
 class FileStore(Protocol):
@@ -56,7 +56,7 @@ class BadKey(ValueError):
 
 
 def check_key(key: str) -> str:
-    if not key.isascii() or not _KEY.fullmatch(key) or any(part in (".", "..") for part in key.split("/")):
+    if not key.isascii() or not KEY_PATTERN.fullmatch(key) or any(part in (".", "..") for part in key.split("/")):
         raise BadKey(f"not a store key: {key!r}")
     if any(part.startswith(TEMP_PREFIX) for part in key.split("/")):
         raise BadKey(f"not a store key: {key!r}")
@@ -158,8 +158,7 @@ def open_store(url: str, settings) -> FileStore:
     if url.startswith("file://"):
         return LocalStore(Path(url.removeprefix("file://")))
     if url.startswith("s3://"):
-        from .file_store_s3 import S3Store  # the S3 client library is imported only when it is used
+        from .file_store_s3 import S3Store, parse_s3_url  # the S3 client is imported only when it is used
 
-        bucket, _, prefix = url.removeprefix("s3://").partition("/")
-        return S3Store(bucket, prefix, endpoint_url=settings.s3_endpoint_url)
+        return S3Store(*parse_s3_url(url), endpoint_url=settings.s3_endpoint_url)
     raise ValueError(f"unknown files store {url!r}: file://PATH or s3://BUCKET/PREFIX")

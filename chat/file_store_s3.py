@@ -30,6 +30,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
 from .config import ConfigError
+from .file_store import KEY_PATTERN, check_key
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,6 @@ PART_SIZE = 8 * 1024 * 1024  # S3's smallest part is 5 MiB (except the last); 8 
 DEFAULT_REGION = "us-east-1"
 CLEANUP_TIMEOUT = 30.0  # an abort or delete after a failed write waits at most this long
 
-_KEY = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 # S3's bucket names: 3 to 63 lower-case letters, digits, dots and hyphens, beginning and ending with a letter or digit
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -64,16 +64,9 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     prefix = parts.path.strip("/")
     if not prefix:
         raise bad("a prefix is needed (the store's objects are PREFIX/...; sweeps touch nothing outside it)")
-    if not _KEY.fullmatch(prefix) or any(segment in (".", "..") for segment in prefix.split("/")):
+    if not KEY_PATTERN.fullmatch(prefix) or any(segment in (".", "..") for segment in prefix.split("/")):
         raise bad(f"the prefix {prefix!r} may hold only letters, digits, '.', '_', '-' and '/' between segments")
     return bucket, prefix
-
-
-def check_key(key: str) -> str:
-    """A key the files domain makes (`ab/abcdef…`): ASCII segments of letters, digits, '.', '_', '-'; never '..'."""
-    if not key.isascii() or not _KEY.fullmatch(key) or any(part in (".", "..") for part in key.split("/")):
-        raise ValueError(f"not a store key: {key!r}")
-    return key
 
 
 class S3Store:

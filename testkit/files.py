@@ -5,20 +5,29 @@ from __future__ import annotations
 
 import io
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-# The stores the files tests run on: "file" (a folder); the S3 store joins as "s3" (testkit.s3's server on
-# loopback) by adding its name here and a branch in store_settings.
-FILE_STORES = tuple(os.environ.get("CHAT_TEST_FILE_STORES", "file").split(","))
+if TYPE_CHECKING:
+    from .s3 import S3Server
+
+# The stores the files tests run on: "file" (a folder) and "s3" (testkit.s3's moto server on loopback).
+FILE_STORES = tuple(os.environ.get("CHAT_TEST_FILE_STORES", "file,s3").split(","))
 
 BOUNDARY = "chattestboundary7MA4YWxkTrZu0gW"
 
 
-def store_settings(kind: str, tmp_path: Path) -> dict[str, str]:
-    """The CHAT_* variables that put a server's files in a store of this kind."""
+def store_settings(kind: str, tmp_path: Path, s3: S3Server | None = None) -> dict[str, str]:
+    """The CHAT_* (and AWS_*) variables that put a server's files in a store of this kind: a folder of the test's,
+    or a prefix of its own in the S3 server's bucket."""
     if kind == "file":
         return {"CHAT_FILES_URL": f"file://{tmp_path / 'files-store'}"}
+    if kind == "s3":
+        if s3 is None:
+            raise ValueError("the s3 store needs testkit.s3's server (the s3_server fixture)")
+        return {**s3.env, "CHAT_FILES_URL": f"s3://{s3.bucket}/{s3.prefix}-{uuid.uuid4().hex[:12]}"}
     raise ValueError(f"no files store {kind!r} in this test kit")
 
 

@@ -38,16 +38,18 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture(params=FILE_STORES)
-def store_kind(request) -> str:
-    return request.param
+def files_store(request, tmp_path) -> dict[str, str]:
+    """The settings of the files store under test (a folder, or S3 through moto's server)."""
+    s3 = request.getfixturevalue("s3_server") if request.param == "s3" else None
+    return store_settings(request.param, tmp_path, s3)
 
 
-def files_server(tmp_path: Path, store_kind: str, **env: str) -> Server:
-    return Server(workdir=tmp_path, env={**store_settings(store_kind, tmp_path), **env}).start(timeout=90)
+def files_server(tmp_path: Path, files_store: dict[str, str], **env: str) -> Server:
+    return Server(workdir=tmp_path, env={**files_store, **env}).start(timeout=90)
 
 
-def local_folder(tmp_path: Path, store_kind: str) -> Path | None:
-    url = store_settings(store_kind, tmp_path)["CHAT_FILES_URL"]
+def local_folder(files_store: dict[str, str]) -> Path | None:
+    url = files_store["CHAT_FILES_URL"]
     return Path(url.removeprefix("file://")) if url.startswith("file://") else None
 
 
@@ -70,8 +72,8 @@ def file_rows(tmp_path: Path) -> int:
     return database_rows(tmp_path, "SELECT COUNT(*) FROM files")[0][0]
 
 
-def test_one_byte_over_the_limit_is_413_and_nothing_is_stored(tmp_path, store_kind):
-    server = files_server(tmp_path, store_kind, CHAT_MAX_UPLOAD_BYTES=str(MIB))
+def test_one_byte_over_the_limit_is_413_and_nothing_is_stored(tmp_path, files_store):
+    server = files_server(tmp_path, files_store, CHAT_MAX_UPLOAD_BYTES=str(MIB))
     try:
         (alice, a), (_, b) = people(server, "alice", "bob")
         room = channel(alice, b["id"])
@@ -84,7 +86,7 @@ def test_one_byte_over_the_limit_is_413_and_nothing_is_stored(tmp_path, store_ki
         )
         assert response.status_code == 413 and response.json()["error"] == "file_too_large"
         assert file_rows(tmp_path) == 1
-        folder = local_folder(tmp_path, store_kind)
+        folder = local_folder(files_store)
         if folder is not None:
             assert len(stored_files(folder)) == 1
             assert not list(folder.rglob(".tmp-*"))
@@ -97,8 +99,8 @@ def test_one_byte_over_the_limit_is_413_and_nothing_is_stored(tmp_path, store_ki
     assert "Traceback" not in server.log(), server.log()
 
 
-def test_members_only_and_hostile_files_never_inline(tmp_path, store_kind):
-    server = files_server(tmp_path, store_kind)
+def test_members_only_and_hostile_files_never_inline(tmp_path, files_store):
+    server = files_server(tmp_path, files_store)
     try:
         (alice, _), (bob, b), (carol, _) = people(server, "alice", "bob", "carol")
         room = channel(alice, b["id"])
@@ -154,13 +156,13 @@ def _send_partially(server: Server, cookie: str, room: str, total: int, sent_bef
     return sock
 
 
-def test_kill_9_during_a_50_mb_upload_leaves_no_file_and_no_row(tmp_path, store_kind):
-    server = files_server(tmp_path, store_kind, CHAT_MAX_UPLOAD_BYTES=str(60 * MIB), CHAT_UPLOAD_STALE_SECONDS="1")
+def test_kill_9_during_a_50_mb_upload_leaves_no_file_and_no_row(tmp_path, files_store):
+    server = files_server(tmp_path, files_store, CHAT_MAX_UPLOAD_BYTES=str(60 * MIB), CHAT_UPLOAD_STALE_SECONDS="1")
     (alice, a), (_, b) = people(server, "alice", "bob")
     room = channel(alice, b["id"])
     cookie = "; ".join(f"{name}={value}" for name, value in alice.cookies.items())
     sock = _send_partially(server, cookie, room, 50 * MIB, 20 * MIB)
-    folder = local_folder(tmp_path, store_kind)
+    folder = local_folder(files_store)
     if folder is not None:  # the upload is being written under a temporary name
         probes.wait_until(lambda: any(folder.rglob(".tmp-*")), timeout=30)
     server.stop(signal.SIGKILL)
@@ -188,10 +190,10 @@ UPLOADS = 10
 UPLOAD_BYTES = 50 * MIB
 
 
-def test_ten_concurrent_50_mib_uploads_keep_memory_bounded(tmp_path, store_kind, record_property):
+def test_ten_concurrent_50_mib_uploads_keep_memory_bounded(tmp_path, files_store, record_property):
     server = files_server(
         tmp_path,
-        store_kind,
+        files_store,
         CHAT_MAX_UPLOAD_BYTES=str(UPLOAD_BYTES),
         CHAT_UNSENT_UPLOAD_BYTES=str(UPLOADS * UPLOAD_BYTES),
     )
@@ -246,14 +248,14 @@ def test_ten_concurrent_50_mib_uploads_keep_memory_bounded(tmp_path, store_kind,
 BURST = 20
 
 
-async def test_a_burst_of_messages_with_files_reaches_every_socket_once_in_order(tmp_path, store_kind):
+async def test_a_burst_of_messages_with_files_reaches_every_socket_once_in_order(tmp_path, files_store):
     """Messages with files go through the one store-then-publish path: two sockets of the room get each one once,
     in id order, with its files; a socket resuming with ?after replays them with their files too."""
     import asyncio
 
     from testkit.ws import new_person, recv_until
 
-    server = files_server(tmp_path, store_kind, CHAT_SEND_LIMIT="1000")
+    server = files_server(tmp_path, files_store, CHAT_SEND_LIMIT="1000")
     try:
         alice, bob = new_person(server, "alice"), new_person(server, "bob")
         room = alice.room_with(bob)

@@ -17,6 +17,7 @@ import pytest
 import websockets
 
 from testkit.backends import BACKEND, MIGRATIONS, backend_settings, psql
+from testkit.files import multipart, png, store_settings
 from testkit.http import signed_in_client
 from testkit.probes import app_tracebacks, connection_holders, descendants, wait_until
 from testkit.servers import ROOT, Server, free_port, suite_settings
@@ -292,3 +293,39 @@ async def test_a_killed_worker_leaves_its_users_online_only_until_expiry(tmp_pat
     finally:
         one.proc.wait(5)
         stop_all(two)
+
+
+def test_two_machines_serve_each_others_files_through_s3(tmp_path, s3_server):
+    """Two hypercorn processes, each with an instance folder of its own (nothing shared on disk), one database and
+    an S3 store (moto's server on loopback): a file uploaded to one is attached, listed and served by the other,
+    its thumbnail too, and deleting the message on the second deletes the object for both."""
+    store = store_settings("s3", tmp_path, s3_server)
+    one, two = machines(tmp_path, 2, **store)
+    try:
+        alice, a = signed_in_client(one.base_url, "alice")
+        bob, b = signed_in_client(two.base_url, "bob")
+        image = png(400, 300)
+        body, content_type = multipart("shot.png", image, "image/png")
+        uploaded = alice.post(
+            "/files", params={"room": room_of(a, b)}, content=body, headers={"Content-Type": content_type}
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        sent = alice.post(
+            "/send-message", json={"receiver_id": b["id"], "content": "", "file_ids": [uploaded.json()["id"]]}
+        )
+        assert sent.status_code == 201, sent.text
+        (attached,) = sent.json()["files"]
+        page = bob.get("/get-messages", params={"user_id": a["id"]}).json()["messages"]
+        assert page[-1]["files"] == [attached]
+        served = bob.get(attached["url"])
+        assert served.status_code == 200 and served.content[:8] == image[:8]
+        assert served.headers["content-disposition"].startswith("inline")
+        assert (attached["width"], attached["height"]) == (400, 300)
+        if attached.get("thumbnail_url"):
+            assert bob.get(attached["thumbnail_url"]).status_code == 200
+        assert not any((tmp_path / f"machine-{i}" / "instance" / "files").exists() for i in range(2))
+        assert alice.delete(f"/messages/{sent.json()['id']}").status_code == 204
+        wait_until(lambda: alice.get(attached["url"]).status_code == 404, timeout=15)
+        assert bob.get(attached["url"]).status_code == 404
+    finally:
+        stop_all(one, two)

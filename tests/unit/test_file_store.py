@@ -11,14 +11,18 @@ import time
 import pytest
 
 from chat.config import load_settings
-from chat.file_store import CHUNK, BadKey, LocalStore, open_store
+from chat.file_store import CHUNK, TEMP_PREFIX, BadKey, LocalStore, open_store
+from testkit.file_store_contract import FileStoreContract
 from testkit.files import FILE_STORES, store_settings
 
 
 @pytest.fixture(params=FILE_STORES)
-async def store(request, tmp_path):
-    url = store_settings(request.param, tmp_path)["CHAT_FILES_URL"]
-    opened = open_store(url, load_settings({}, instance_path=tmp_path / "instance"))
+async def store(request, tmp_path, monkeypatch):
+    s3 = request.getfixturevalue("s3_server") if request.param == "s3" else None
+    settings = store_settings(request.param, tmp_path, s3)
+    for name, value in settings.items():  # the S3 client reads its credentials from the environment
+        monkeypatch.setenv(name, value)
+    opened = open_store(settings["CHAT_FILES_URL"], load_settings(None, instance_path=tmp_path / "instance"))
     yield opened
     await opened.close()
 
@@ -90,3 +94,21 @@ async def test_keys_cannot_leave_the_store(tmp_path, key):
         await store.write(key, chunks(b"x"))
     with pytest.raises(BadKey):
         await store.size(key)
+
+
+class TestLocalStoreContract(FileStoreContract):
+    """The store contract the S3 store passes too (testkit.file_store_contract), on a folder."""
+
+    @pytest.fixture
+    async def store(self, tmp_path):
+        opened = LocalStore(tmp_path / "contract-store")
+        yield opened
+        await opened.close()
+
+    async def leftovers(self, store):
+        return len(list(store.root.rglob(TEMP_PREFIX + "*"))) if store.root.exists() else 0
+
+    async def make_leftover(self, store):
+        folder = store.root / "zz"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / (TEMP_PREFIX + "crashed")).write_bytes(b"x")
