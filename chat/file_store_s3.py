@@ -35,6 +35,7 @@ from .file_store import KEY_PATTERN, check_key
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024  # what read() yields at most at once (FileStore's contract)
+SENDING_AT_ONCE = 1
 PART_SIZE = 8 * 1024 * 1024  # S3's smallest part is 5 MiB (except the last); 8 MiB is the AWS tools' default
 DEFAULT_REGION = "us-east-1"
 CLEANUP_TIMEOUT = 30.0  # an abort or delete after a failed write waits at most this long
@@ -81,6 +82,9 @@ class S3Store:
         self._client: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._opening: asyncio.Lock | None = None
+        # parts on their way to the store at once, across all of this worker's uploads: the client's buffers for
+        # a request in flight are what an upload costs in memory, so many uploads at once cost no more than these
+        self._sending = asyncio.Semaphore(SENDING_AT_ONCE)
 
     def _name(self, key: str) -> str:
         return f"{self.prefix}/{check_key(key)}"
@@ -142,7 +146,8 @@ class S3Store:
             if upload_id is None:
                 await asyncio.to_thread(spool.seek, 0)
                 committing = True
-                await s3.put_object(Bucket=self.bucket, Key=name, Body=spool, ContentLength=buffered)
+                async with self._sending:
+                    await s3.put_object(Bucket=self.bucket, Key=name, Body=spool, ContentLength=buffered)
             else:
                 if buffered:
                     parts.append(await self._upload_part(s3, name, upload_id, len(parts) + 1, spool, buffered))
@@ -177,9 +182,10 @@ class S3Store:
         self, s3: Any, name: str, upload_id: str, number: int, spool: IO[bytes], length: int
     ) -> dict[str, Any]:
         await asyncio.to_thread(spool.seek, 0)
-        answer = await s3.upload_part(
-            Bucket=self.bucket, Key=name, UploadId=upload_id, PartNumber=number, Body=spool, ContentLength=length
-        )
+        async with self._sending:
+            answer = await s3.upload_part(
+                Bucket=self.bucket, Key=name, UploadId=upload_id, PartNumber=number, Body=spool, ContentLength=length
+            )
         await asyncio.to_thread(_empty, spool)
         return {"PartNumber": number, "ETag": answer["ETag"]}
 
