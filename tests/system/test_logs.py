@@ -188,7 +188,10 @@ async def test_json_logs_one_object_a_line_with_request_ids_and_no_secrets(tmp_p
             async with ws_connect(server, cookie, room) as ws:
                 sent = client.post("/send-message", json={"receiver_id": me["id"], "content": SECRET_CONTENT})
                 assert sent.status_code == 201
-                await recv_until(ws, message_frame(SECRET_CONTENT))
+                # a frame sent on the socket comes back on it whichever worker holds it (with the memory broker, an
+                # HTTP send on the other worker would not reach it)
+                await ws.send(json.dumps({"type": "message", "content": SECRET_CONTENT + " again"}))
+                await recv_until(ws, message_frame(SECRET_CONTENT + " again"))
             ids = {sent.headers["X-Request-Id"], signed_in.headers["X-Request-Id"], chosen.headers["X-Request-Id"]}
             assert len(ids) == 3
         wait_until(lambda: '"/ws/rooms/<name>"' in server.log(), timeout=10, what=server.log)

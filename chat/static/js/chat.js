@@ -22,8 +22,12 @@ let conversation = null;
 let current = null; // {room, peerId} of the room on screen (peerId for a direct conversation)
 let connectingTimer = null;
 let showing = 0; // which call of show() is the latest: an older one that was waiting gives up
+// Signing out here: the server closes this page's sockets (1008) before /logout answers; that is not a session
+// ended elsewhere, so the page goes to the sign-in page without `next`
+let signingOut = false;
 
 function signInAgain() {
+  if (signingOut) return;
   const here = location.pathname + location.search;
   location.assign(`/login-page?next=${encodeURIComponent(here)}`);
 }
@@ -406,6 +410,7 @@ joinPrompt.addEventListener("click", async () => {
 });
 $("logout").addEventListener("submit", async (event) => {
   event.preventDefault(); // the form works without this script too; with it, the request is JSON like the rest
+  signingOut = true;
   await postJSON("/logout");
   location.assign("/login-page");
 });
