@@ -1,7 +1,7 @@
 """Quart's ASGI websocket connection, with its incoming side bounded and its end made to release hypercorn.
 
-Two upstream behaviours (Quart 0.22, hypercorn 0.18) that a hostile client can turn against the server, each
-reproduced by tests/system/test_hostile_websocket.py:
+Three upstream behaviours (Quart 0.22, hypercorn 0.18) that a hostile client can turn against the server, each
+reproduced by tests/system/test_hostile_websocket.py, and one that a plain disconnect can meet:
 
 1. Quart moves every incoming frame from hypercorn into an unbounded asyncio.Queue as fast as it arrives, so a
    client that sends faster than the handler reads grows the server's memory without limit. Here the queue
@@ -19,6 +19,12 @@ reproduced by tests/system/test_hostile_websocket.py:
    the close frame: a client still sending then makes the server's kernel reset the connection, and the reset
    destroys the close frame (and its code) before the client reads it. Here the app waits for the answer (the
    disconnect), for at most `CLOSE_HANDSHAKE_SECONDS`, before it returns.
+
+4. The handler is told the client went in two ways: Quart cancels it, and the inbox is closed. A cancellation
+   can be lost: one that lands as a Tortoise query on asyncpg completes is now and then swallowed below us
+   (Python 3.11; seen in CI, where a channel socket whose client had left lived on until the server stopped, and
+   its user stayed online for everyone). The handler's loop ends on the closed inbox all the same
+   (tests/unit/blueprints/test_realtime.py).
 
 And two things a socket does not need, at 10 000 idle sockets on a worker (docs/performance.md, "Lean sockets"):
 the incoming frames wait in a plain `Mailbox` (no asyncio.Queue), which the websocket exposes as `inbox`; and
@@ -86,6 +92,7 @@ class BoundedWebsocketConnection(ASGIWebsocketConnection):
                     message = OVERSIZED
                 await self.queue.put(message)  # waits while the handler is behind: backpressure, not memory
             elif event["type"] == "websocket.disconnect":
+                self.queue.close()  # the handler ends on it, should the cancellation that follows be lost
                 return
 
 

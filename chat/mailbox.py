@@ -20,11 +20,12 @@ class Mailbox:
     `listener`: another mailbox whose reader is woken by this one's items too, so that one task waits for two.
     """
 
-    __slots__ = ("maxsize", "listener", "_items", "_waiter", "_putter")
+    __slots__ = ("maxsize", "listener", "closed", "_items", "_waiter", "_putter")
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self.listener: Mailbox | None = None
+        self.closed = False  # nothing more will come: the reader decides what that means
         self._items: deque | None = None
         self._waiter: asyncio.Future | None = None  # the reader, waiting for an item or a wake()
         self._putter: asyncio.Future | None = None  # the producer, waiting for room
@@ -85,6 +86,13 @@ class Mailbox:
     def wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def close(self) -> None:
+        """Mark the end of the items, and wake the reader (and the listener's) to see it."""
+        self.closed = True
+        self.wake()
+        if self.listener is not None:
+            self.listener.wake()
 
 
 class Flag:

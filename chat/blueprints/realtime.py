@@ -271,6 +271,8 @@ class Connection:
         inbox.listener = outbox  # one wait for both
         await self._start(after)
         while self.interrupted is None:
+            if inbox.closed:
+                return None  # the client went; its cancellation was lost on the way (asgi_websocket.py, 4.)
             if self.subscription.overflowed.is_set():
                 return TRY_AGAIN_LATER
             for _ in range(outbox.qsize()):  # what is queued now; then the client's turn
