@@ -1,4 +1,5 @@
-"""`python -m bench.asgi_profile`: what one send and one history request cost in chat's process, layer by layer.
+"""`python -m bench.asgi_profile`: what one send and one history page (the newest, and one `before=` in the middle) cost
+in chat's process, layer by layer.
 
 The application (SQLite in a temporary folder, started as hypercorn would start it) is called directly through
 ASGI, one request after the other, without a server and without a network: what is measured is everything
@@ -130,20 +131,28 @@ async def measure(requests: int, top: int) -> None:
             asgi = _Asgi(app, cookie)
             counter = 0
 
-            async def send() -> None:
+            async def send() -> int:
                 nonlocal counter
                 counter += 1
                 body = orjson.dumps({"receiver_id": bob, "content": f"hello {counter}", "client_id": f"c{counter}"})
                 status, answer = await asgi.request("POST", "/send-message", body=body)
                 assert status == 201, answer
+                return orjson.loads(answer)["id"]
 
-            async def history() -> None:
-                status, answer = await asgi.request("GET", "/get-messages", query=f"user_id={bob}&limit=50".encode())
-                assert status == 200, answer
+            def history(query: str):
+                async def read() -> None:
+                    status, answer = await asgi.request("GET", "/get-messages", query=query.encode())
+                    assert status == 200, answer
 
-            for _ in range(60):  # history pages of 50 from here on
-                await send()
-            for name, call in (("send", send), ("history", history)):
+                return read
+
+            sent = [await send() for _ in range(120)]  # history pages of 50 from here on
+            calls = (
+                ("send", send),
+                ("history", history(f"user_id={bob}&limit=50")),
+                ("history before=", history(f"user_id={bob}&limit=50&before={sent[60]}")),  # a page in the middle
+            )
+            for name, call in calls:
                 for _ in range(200):
                     await call()
                 wall, cpu = time.perf_counter(), time.process_time()
