@@ -56,6 +56,7 @@ MAX_JOINED_ROOMS = 100  # each is a broker subscription and a task
 QUEUE_SIZE = 256  # broker events waiting for one joined room of one client before the client is disconnected
 OUTBOX_SIZE = 256  # packets waiting in Engine.IO's own (unbounded) queue for one client, likewise
 REPLAY_BATCH = 200
+RECANCEL_SECONDS = 0.5  # a task cancelled and still running by then is cancelled again
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,10 +204,7 @@ class SocketIOClients:
         async with self.app.app_context():
             # the task that disconnects (the watcher on a logout, a feed that overflowed) is not waited for
             tasks = [feed.task for feed in client.feeds.values()] + [client.watcher]
-            tasks = [task for task in tasks if task is not None and task is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel_and_wait([task for task in tasks if task is not None and task is not asyncio.current_task()])
             for feed in client.feeds.values():
                 await self.state.broker.unsubscribe(feed.subscription)
             await self.state.broker.unsubscribe(client.revocation)
@@ -267,8 +265,7 @@ class SocketIOClients:
         feed = client.feeds.get(name)
         if feed is not None:
             if feed.task is not None:
-                feed.task.cancel()
-                await asyncio.gather(feed.task, return_exceptions=True)
+                await _cancel_and_wait([feed.task])
             await self._drop_feed(client, feed)
         return {"ok": True, "room": name}
 
@@ -326,6 +323,16 @@ class SocketIOClients:
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         socket = self.sio.eio.sockets.get(eio_sid) if eio_sid else None
         return socket.queue.qsize() if socket is not None else 0
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task]) -> None:
+    """Cancel the tasks and wait for their end, cancelling again any that lived on: a cancellation that lands as a
+    database query completes can be lost below us (asgi_websocket.py, 4.). Their cancellation cleans nothing up, so
+    a second one breaks nothing."""
+    while tasks := [task for task in tasks if not task.done()]:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=RECANCEL_SECONDS)
 
 
 async def _first_of(*awaitables) -> list[asyncio.Future]:
