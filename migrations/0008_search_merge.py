@@ -20,7 +20,7 @@ async def _set_automerge(schema_editor, segments: int) -> None:
     client = schema_editor.client
     if client.capabilities.dialect != "sqlite":
         return
-    await client.execute_query(f"INSERT INTO messages_fts(messages_fts, rank) VALUES ('automerge', {int(segments)})")
+    await client.execute_query("INSERT INTO messages_fts(messages_fts, rank) VALUES ('automerge', ?)", [segments])
 
 
 async def forward(apps, schema_editor) -> None:
