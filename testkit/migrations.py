@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from quart import Quart
@@ -13,6 +14,7 @@ from tortoise.connection import get_connection
 from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
 
 from chat.db import param_prefix, tortoise_config
+from chat.rooms import Room
 
 from .app import started_app
 
@@ -41,6 +43,15 @@ class EarlierSchema:
             [name, f"{name}@example.org"],
         )
         return (await self.query(f"SELECT id FROM users WHERE username = {self.mark}1", [name]))[0]["id"]
+
+    async def add_direct_message(self, sender: int, receiver: int, content: str, client_id: str) -> None:
+        """A direct message with the columns of 0002 to 0007 (mentions and none of the later ones), sent now."""
+        mark = self.mark
+        await self.execute(
+            "INSERT INTO messages (sender_id, receiver_id, room, content, timestamp, client_id, mentions) "
+            f"VALUES ({mark}1, {mark}2, {mark}3, {mark}4, {mark}5, {mark}6, '')",
+            [sender, receiver, Room.direct(sender, receiver).name, content, datetime.now(UTC), client_id],
+        )
 
     async def migrate_the_rest(self) -> list[str]:
         """Apply every later migration; the names of all applied ones, in order."""

@@ -5,8 +5,6 @@ deletes; the new columns and the reactions table work."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from tortoise.exceptions import IntegrityError
 
@@ -17,17 +15,12 @@ from testkit.migrations import schema_at
 
 async def test_migrating_from_the_search_schema_keeps_every_message_and_the_indexes(tmp_path):
     async with schema_at(tmp_path, "0004_search") as schema:
-        app, query, mark = schema.app, schema.query, schema.mark
+        app, query = schema.app, schema.query
         settings = app.extensions["chat"].settings
-        now = datetime.now(UTC)
         alice, bob = await schema.add_user("alice"), await schema.add_user("bob")
         room = f"dm-{min(alice, bob)}-{max(alice, bob)}"
         for number in range(1, 4):
-            await schema.execute(
-                "INSERT INTO messages (sender_id, receiver_id, room, content, timestamp, client_id, mentions) "
-                f"VALUES ({mark}1, {mark}2, {mark}3, {mark}4, {mark}5, {mark}6, '')",
-                [alice, bob, room, f"rollout {number}", now, f"c{number}"],
-            )
+            await schema.add_direct_message(alice, bob, f"rollout {number}", f"c{number}")
         old = await query("SELECT id, content FROM messages ORDER BY id")
 
         applied = await schema.migrate_the_rest()

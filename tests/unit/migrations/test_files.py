@@ -3,8 +3,6 @@ files; the files table works, and a message's files are read with it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from chat import conversations
 from chat.models import File, Message
 from chat.rooms import Room
@@ -13,15 +11,11 @@ from testkit.migrations import schema_at
 
 async def test_migrating_from_the_search_cost_schema_keeps_every_message(tmp_path):
     async with schema_at(tmp_path, "0006_search_cost") as schema:
-        app, query, mark = schema.app, schema.query, schema.mark
+        app, query = schema.app, schema.query
         alice, bob = await schema.add_user("alice"), await schema.add_user("bob")
         room = Room.direct(alice, bob)
         for number in range(1, 4):
-            await schema.execute(
-                "INSERT INTO messages (sender_id, receiver_id, room, content, timestamp, client_id, mentions) "
-                f"VALUES ({mark}1, {mark}2, {mark}3, {mark}4, {mark}5, {mark}6, '')",
-                [alice, bob, room.name, f"before files {number}", datetime.now(UTC), f"c{number}"],
-            )
+            await schema.add_direct_message(alice, bob, f"before files {number}", f"c{number}")
         old = await query("SELECT id, content FROM messages ORDER BY id")
 
         applied = await schema.migrate_the_rest()

@@ -4,11 +4,9 @@ found, and on SQLite the full-text index merges its segments eight at a time fro
 from __future__ import annotations
 
 import importlib
-from datetime import UTC, datetime
 
 from chat import search
 from chat.models import Message
-from chat.rooms import Room
 from testkit.backends import BACKEND
 from testkit.migrations import schema_at
 
@@ -17,15 +15,10 @@ MERGE = importlib.import_module("migrations.0008_search_merge")
 
 async def test_migrating_from_the_files_schema_keeps_every_message_findable(tmp_path):
     async with schema_at(tmp_path, "0007_files") as schema:
-        app, query, mark = schema.app, schema.query, schema.mark
+        app, query = schema.app, schema.query
         alice, bob = await schema.add_user("alice"), await schema.add_user("bob")
-        room = Room.direct(alice, bob)
         for number in range(1, 4):
-            await schema.execute(
-                "INSERT INTO messages (sender_id, receiver_id, room, content, timestamp, client_id, mentions) "
-                f"VALUES ({mark}1, {mark}2, {mark}3, {mark}4, {mark}5, {mark}6, '')",
-                [alice, bob, room.name, f"staging password {number}", datetime.now(UTC), f"c{number}"],
-            )
+            await schema.add_direct_message(alice, bob, f"staging password {number}", f"c{number}")
         old = await query("SELECT id, content FROM messages ORDER BY id")
 
         applied = await schema.migrate_the_rest()
@@ -33,11 +26,7 @@ async def test_migrating_from_the_files_schema_keeps_every_message_findable(tmp_
         if BACKEND == "sqlite":
             config = await query("SELECT v FROM messages_fts_config WHERE k = 'automerge'")
             assert [row["v"] for row in config] == [MERGE.MERGE_AT]
-        await schema.execute(
-            "INSERT INTO messages (sender_id, receiver_id, room, content, timestamp, client_id, mentions) "
-            f"VALUES ({mark}1, {mark}2, {mark}3, {mark}4, {mark}5, {mark}6, '')",
-            [bob, alice, room.name, "staging password after", datetime.now(UTC), "c4"],
-        )
+        await schema.add_direct_message(bob, alice, "staging password after", "c4")
         async with app.app_context():
             found, _ = await search.search(bob, search.parse_query("staging password"))
         assert sorted(m["id"] for m in found) == [row["id"] for row in old] + [max(row["id"] for row in old) + 1]
