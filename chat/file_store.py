@@ -10,6 +10,7 @@ cancelled leaves nothing visible, and what a crash left behind is removed by `sw
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import secrets
@@ -78,20 +79,26 @@ class LocalStore:
         await asyncio.to_thread(private_folder, self.root)
         await asyncio.to_thread(_private_folders, self.root, path.parent)
         temp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
-        fd = await asyncio.to_thread(os.open, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+        opened: list[int] = []  # the temp file's descriptor, once the thread has opened it
+        replacing = False
         size = 0
         try:
-            try:
-                async for chunk in chunks:
-                    if chunk:
-                        await asyncio.to_thread(_write_all, fd, chunk)
-                        size += len(chunk)
-                await asyncio.to_thread(os.fsync, fd)
-            finally:
-                os.close(fd)
-            await asyncio.to_thread(os.replace, temp, path)
+            await _settled(_open_new, temp, opened)
+            async for chunk in chunks:
+                if chunk:
+                    await _settled(_write_all, opened[0], chunk)
+                    size += len(chunk)
+            await _settled(os.fsync, opened[0])
+            os.close(opened.pop())
+            replacing = True
+            await _settled(os.replace, temp, path)
         except BaseException:
-            temp.unlink(missing_ok=True)  # not in a thread: this must run even when the task is being cancelled
+            # not in threads: this must run even when the task is being cancelled
+            if opened:
+                os.close(opened.pop())
+            if replacing and not temp.exists():  # renamed, then cancelled: the caller counts it as not stored
+                path.unlink(missing_ok=True)
+            temp.unlink(missing_ok=True)
             raise
         return size
 
@@ -125,6 +132,24 @@ class LocalStore:
 
     async def close(self) -> None:
         return None
+
+
+async def _settled(function, *args):
+    """function(*args) in a thread, awaited to its end even when the task is cancelled meanwhile (the cancellation
+    is raised after it): a thread that is still writing never sees its descriptor closed, and what the call did to
+    the disk is known to the code that undoes it."""
+    future = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({future})
+        raise
+
+
+def _open_new(path: Path, opened: list[int]) -> None:
+    opened.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
 
 
 def _write_all(fd: int, data: bytes) -> None:
