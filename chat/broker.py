@@ -100,6 +100,8 @@ class Broker(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def publish(self, event: Event) -> None: ...
+    # the events in this order, in one round trip where the broker has them (a batch of stored messages)
+    async def publish_many(self, events: list[Event]) -> None: ...
     # `into`: deliver to that subscription's queue too (a socket whose channels change as it lives: GET /ws/me)
     async def subscribe(
         self, channels: tuple[str, ...], queue_size: int, into: Subscription | None = None
@@ -123,6 +125,10 @@ class MemoryBroker:
     async def publish(self, event: Event) -> None:
         for subscription in tuple(self._channels.get(event.channel, ())):
             subscription.offer(event)
+
+    async def publish_many(self, events: list[Event]) -> None:
+        for event in events:
+            await self.publish(event)
 
     async def subscribe(
         self, channels: tuple[str, ...], queue_size: int, into: Subscription | None = None
@@ -208,6 +214,18 @@ class RedisBroker:
         except (OSError, RedisError) as exc:
             # the message is stored: sockets were closed on the outage and will replay it from the database
             log.warning("broker publish failed: %s", exc)
+
+    async def publish_many(self, events: list[Event]) -> None:
+        # one pipeline: one round trip and one read of Redis for the lot, in order on one connection
+        if not events:
+            return
+        try:
+            async with self._client.pipeline(transaction=False) as pipeline:
+                for event in events:
+                    pipeline.publish(self._prefix + event.channel, event.to_bytes())
+                await pipeline.execute()
+        except (OSError, RedisError) as exc:
+            log.warning("broker publish of %d events failed: %s", len(events), exc)
 
     async def subscribe(
         self, channels: tuple[str, ...], queue_size: int, into: Subscription | None = None

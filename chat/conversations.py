@@ -351,20 +351,19 @@ class MessageWriter:
         stored_at = time.time()  # wall clock: the sockets that measure the fan-out may be in other workers
         metrics = state().metrics
         metrics.messages_stored(sum(message_id is not None for message_id in inserted))
-        for pending, message_id in zip(batch, inserted, strict=True):
-            if message_id is None:
-                pending.settle(None)
-                continue
-            message = pending.payload(message_id)
-            channels = _delivery_channels(pending)
-            try:
-                event = Event.build(channels[0], {"type": "message", "message": message}, stored_at)
-                for channel in channels:  # the frame encoded once for the room and both inboxes
-                    await self._broker.publish(event if channel == event.channel else replace(event, channel=channel))
-            except Exception:  # stored all the same: sockets replay it from the database when they resume
-                log.exception("publishing message %s failed", message_id)
-            else:
-                metrics.message_published(time.time() - stored_at)
+        messages = [None if message_id is None else pending.payload(message_id) for pending, message_id in
+                    zip(batch, inserted, strict=True)]  # fmt: skip
+        try:
+            events = [event for pending, message in zip(batch, messages, strict=True) if message is not None
+                      for event in _delivery_events(pending, message, stored_at)]  # fmt: skip
+            await self._broker.publish_many(events)  # in id order, in one round trip to Redis
+        except Exception:  # stored all the same: sockets replay them from the database when they resume
+            log.exception("publishing messages %s failed", [message["id"] for message in messages if message])
+        else:
+            published = time.time() - stored_at
+            for _ in filter(None, messages):
+                metrics.message_published(published)
+        for pending, message in zip(batch, messages, strict=True):
             pending.settle(message)
 
     async def _insert(self, batch: list[_Pending]) -> list[int | None]:
@@ -432,6 +431,13 @@ async def _insert_mentions(connection, mark: str, batch: list[_Pending], ids: li
         markers = ", ".join(f"({mark}{3 * n + 1}, {mark}{3 * n + 2}, {mark}{3 * n + 3})" for n in range(len(chunk)))
         values = [value for row in chunk for value in row]
         await connection.execute_query(f"INSERT INTO mentions (user_id, message_id, room) VALUES {markers}", values)  # noqa: S608
+
+
+def _delivery_events(pending: _Pending, message: dict, stored_at: float) -> list[Event]:
+    """The message's event on each of its delivery channels, its frame encoded once for all."""
+    channels = _delivery_channels(pending)
+    event = Event.build(channels[0], {"type": "message", "message": message}, stored_at)
+    return [event if channel == event.channel else replace(event, channel=channel) for channel in channels]
 
 
 def _delivery_channels(pending: _Pending) -> tuple[str, ...]:

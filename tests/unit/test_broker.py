@@ -50,6 +50,27 @@ async def test_events_arrive_in_publish_order():
     assert [subscription.queue.get_nowait().message_id for _ in range(50)] == list(range(1, 51))
 
 
+async def publish_many_in_order(broker) -> None:
+    """A batch of three messages, each on its room and two inboxes: every subscriber gets its channels' events
+    in the batch's order."""
+    room = await broker.subscribe(("room:dm-1-2",), 100)
+    inbox = await broker.subscribe(("user:1", "user:2"), 100)
+    events = [Event.build(channel, {"type": "message", "message": {"id": message_id}})
+              for message_id in (1, 2, 3) for channel in ("room:dm-1-2", "user:1", "user:2")]  # fmt: skip
+    await broker.publish_many(events)
+    await broker.publish_many([])  # nothing to send: no round trip, no error
+    got_room = [(await asyncio.wait_for(room.queue.get(), 5)).message_id for _ in range(3)]
+    got_inbox = [(await asyncio.wait_for(inbox.queue.get(), 5)) for _ in range(6)]
+    assert got_room == [1, 2, 3]
+    assert [(event.channel, event.message_id) for event in got_inbox] == [
+        (channel, message_id) for message_id in (1, 2, 3) for channel in ("user:1", "user:2")
+    ]
+
+
+async def test_publish_many_delivers_a_batch_in_order():
+    await publish_many_in_order(MemoryBroker())
+
+
 async def test_unsubscribe_stops_delivery_and_forgets_empty_channels():
     broker = MemoryBroker()
     kept = await broker.subscribe(("room:dm-1-2",), 10)
@@ -103,6 +124,21 @@ async def test_first_subscriptions_made_at_once_share_one_redis_connection_and_a
         for number, subscription in enumerate(subscriptions):
             event = await asyncio.wait_for(subscription.queue.get(), 5)
             assert event.message_id == number + 1
+    finally:
+        await broker.stop()
+        await client.aclose()
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="needs the Redis of the PostgreSQL + Redis pass")
+async def test_publish_many_through_redis_delivers_a_batch_in_order():
+    """The batch goes out as one pipeline (one round trip); Redis hands it on in order."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    broker = RedisBroker(client, f"chat-test-{os.getpid()}-{id(client)}:")
+    await broker.start()
+    try:
+        await publish_many_in_order(broker)
     finally:
         await broker.stop()
         await client.aclose()
