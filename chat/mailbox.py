@@ -15,12 +15,13 @@ from collections.abc import Callable
 
 class Mailbox:
     """A bounded FIFO read by one task. `put_nowait` raises asyncio.QueueFull when full (the broker then marks the
-    subscription overflowed); `put` waits for room (one producer: the inbound side's backpressure).
+    subscription overflowed); `put` waits for room (the inbound side's backpressure; hypercorn's connection may
+    have two producers waiting at once: its reading loop and its close).
 
     `listener`: another mailbox whose reader is woken by this one's items too, so that one task waits for two.
     """
 
-    __slots__ = ("maxsize", "listener", "closed", "_items", "_waiter", "_putter")
+    __slots__ = ("maxsize", "listener", "closed", "_items", "_waiter", "_putters")
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
@@ -28,7 +29,7 @@ class Mailbox:
         self.closed = False  # nothing more will come: the reader decides what that means
         self._items: deque | None = None
         self._waiter: asyncio.Future | None = None  # the reader, waiting for an item or a wake()
-        self._putter: asyncio.Future | None = None  # the producer, waiting for room
+        self._putters: deque[asyncio.Future] | None = None  # producers waiting for room, made with the first
 
     def qsize(self) -> int:
         return len(self._items) if self._items else 0
@@ -51,21 +52,34 @@ class Mailbox:
 
     async def put(self, item: object) -> None:
         while self.full():
-            putter = self._putter = asyncio.get_running_loop().create_future()
+            putter = asyncio.get_running_loop().create_future()
+            if self._putters is None:
+                self._putters = deque()
+            self._putters.append(putter)
             try:
                 await putter
+            except asyncio.CancelledError:
+                if putter.done() and not putter.cancelled():  # woken for room it will not take: pass it on
+                    self._wake_putter()
+                raise
             finally:
-                if self._putter is putter:
-                    self._putter = None
+                if putter in self._putters:
+                    self._putters.remove(putter)
         self.put_nowait(item)
 
     def get_nowait(self) -> object:
         if not self._items:
             raise asyncio.QueueEmpty
         item = self._items.popleft()
-        if self._putter is not None and not self._putter.done():
-            self._putter.set_result(None)
+        self._wake_putter()
         return item
+
+    def _wake_putter(self) -> None:
+        while self._putters:
+            putter = self._putters.popleft()
+            if not putter.done():
+                putter.set_result(None)
+                return
 
     async def get(self) -> object:
         while not self._items:

@@ -39,6 +39,26 @@ async def test_put_waits_for_room_and_get_waits_for_an_item():
     assert await asyncio.wait_for(getter, 1) == "third"
 
 
+async def test_two_producers_waiting_for_room_both_get_in_in_turn():
+    """hypercorn's connection can put from its reading loop and from its close at the same time
+    (lean_hypercorn.py): neither is forgotten, and a producer cancelled once woken hands its room on."""
+    box = Mailbox(1)
+    box.put_nowait("first")
+    reading = asyncio.ensure_future(box.put("data"))
+    closing = asyncio.ensure_future(box.put("disconnect"))
+    cancelled = asyncio.ensure_future(box.put("never"))
+    await asyncio.sleep(0.01)
+    assert not (reading.done() or closing.done() or cancelled.done())
+    assert box.get_nowait() == "first"  # wakes `reading` ...
+    reading.cancel()  # ... which goes before taking the room: `closing` gets it
+    await asyncio.sleep(0.01)
+    assert reading.cancelled() and closing.done()
+    cancelled.cancel()
+    assert await box.get() == "disconnect"
+    await asyncio.sleep(0.01)
+    assert box.empty() and cancelled.cancelled()
+
+
 async def test_one_wait_for_two_mailboxes_and_a_wake_up():
     outbox, inbox = Mailbox(4), Mailbox(4)
     inbox.listener = outbox

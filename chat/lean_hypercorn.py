@@ -1,0 +1,64 @@
+"""Two things hypercorn 0.18 keeps for every connection that this server does not need, taken out.
+
+At 10 000 idle websockets on a worker each KiB per socket is 10 MB (docs/performance.md, "Lean sockets"):
+
+1. **The app's receive queue.** hypercorn hands each connection's events to the app through an
+   `asyncio.Queue(max_app_queue_size)`: four deques and an Event, ~3 KiB before it holds anything, for the life of
+   the connection. Here it is a `Mailbox` of the same bound (five slots; its deque is made with the first event),
+   with the same behaviour: `receive` waits for an event, `put` waits while `max_app_queue_size` events wait (the
+   backpressure that asgi_websocket.py and asgi_http.py rely on).
+2. **The HTTP/1.1 state machine of an upgraded connection.** After a websocket upgrade hypercorn keeps the
+   `h11.Connection` (~2 KiB) inside its pass-through wrapper, to send the handshake's answer; once the answer is a
+   101 only websocket frames follow, which bypass it. Here the wrapper lets go of it after the 101. (A refused
+   handshake is answered through it as before.)
+
+`install()` (called by create_app) applies both to the hypercorn version they were written against, and refuses
+to start on another: these replace hypercorn internals, so a new version must be read again before it is pinned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from importlib.metadata import version
+
+import h11
+from hypercorn.asyncio import task_group
+from hypercorn.protocol import h11 as hypercorn_h11
+
+from .mailbox import Mailbox
+
+HYPERCORN_VERSION = "0.18.0"
+
+
+async def _spawn_app(self: task_group.TaskGroup, app, config, scope, send):
+    """TaskGroup.spawn_app with a Mailbox for the app's events (hypercorn/asyncio/task_group.py, 0.18.0)."""
+    events = Mailbox(config.max_app_queue_size)
+
+    def call_soon(func, *args):  # the app's sync-to-async bridge, as hypercorn makes it
+        return asyncio.run_coroutine_threadsafe(func(*args), self._loop).result()
+
+    self.spawn(
+        task_group._handle, app, config, scope, events.get, send, partial(self._loop.run_in_executor, None), call_soon
+    )
+    return events.put
+
+
+class _UpgradedConnection(hypercorn_h11.H11WSConnection):
+    """hypercorn's wrapper of an upgraded HTTP/1.1 connection, letting go of h11 once the upgrade is accepted."""
+
+    def send(self, event) -> bytes:
+        if self.h11_connection is None:
+            raise RuntimeError(f"an HTTP/1.1 event after the websocket upgrade: {type(event).__name__}")
+        data = self.h11_connection.send(event)
+        if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+            self.h11_connection = None  # from here on only websocket frames, which never pass through h11
+        return data
+
+
+def install() -> None:
+    installed = version("hypercorn")
+    if installed != HYPERCORN_VERSION:
+        raise RuntimeError(f"chat.lean_hypercorn was written for hypercorn {HYPERCORN_VERSION}, not {installed}")
+    task_group.TaskGroup.spawn_app = _spawn_app
+    hypercorn_h11.H11WSConnection = _UpgradedConnection

@@ -1,0 +1,74 @@
+"""What chat.lean_hypercorn takes out of hypercorn's connections: the app's events through a Mailbox with
+hypercorn's bound, and no h11 state once a websocket upgrade is accepted (real websockets through hypercorn:
+tests/system/test_websocket.py and the rest)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import h11
+import pytest
+from hypercorn.asyncio.task_group import TaskGroup
+from hypercorn.config import Config
+from hypercorn.protocol import h11 as hypercorn_h11
+
+from chat import lean_hypercorn
+
+UPGRADE = (
+    b"GET /ws/rooms/dm-1-2 HTTP/1.1\r\nHost: chat.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+@pytest.fixture(autouse=True)
+def installed():
+    lean_hypercorn.install()  # as create_app does
+
+
+async def test_the_app_takes_its_events_in_order_and_a_full_queue_holds_hypercorn_back():
+    config = Config()
+    received: list[dict] = []
+    reading = asyncio.Event()
+
+    async def app(scope, receive, send, sync_spawn, call_soon):
+        await reading.wait()
+        while len(received) < config.max_app_queue_size + 1:
+            received.append(await receive())
+
+    async def send(message) -> None:
+        pass
+
+    async with TaskGroup(asyncio.get_running_loop()) as group:
+        put = await group.spawn_app(app, config, {"type": "websocket"}, send)
+        for number in range(config.max_app_queue_size):
+            await put({"type": "websocket.receive", "text": str(number)})
+        one_more = asyncio.ensure_future(put({"type": "websocket.disconnect", "code": 1000}))
+        await asyncio.sleep(0.01)
+        assert not one_more.done()  # hypercorn waits: it stops reading the socket
+        reading.set()
+        await asyncio.wait_for(one_more, 1)
+    assert [event.get("text") for event in received] == [str(n) for n in range(config.max_app_queue_size)] + [None]
+    assert received[-1]["type"] == "websocket.disconnect"
+
+
+def upgraded(answer: h11.InformationalResponse | h11.Response) -> tuple[hypercorn_h11.H11WSConnection, bytes]:
+    connection = h11.Connection(h11.SERVER)
+    connection.receive_data(UPGRADE)
+    assert isinstance(connection.next_event(), h11.Request)
+    wrapper = hypercorn_h11.H11WSConnection(connection)  # the name hypercorn's protocol looks up
+    return wrapper, wrapper.send(answer)
+
+
+def test_an_accepted_upgrade_lets_go_of_h11_and_frames_pass_through():
+    wrapper, data = upgraded(h11.InformationalResponse(status_code=101, headers=[(b"upgrade", b"websocket")]))
+    assert data.startswith(b"HTTP/1.1 101 ") and wrapper.h11_connection is None
+    wrapper.receive_data(b"\x81\x05hello")
+    assert wrapper.next_event().data == b"\x81\x05hello"
+    with pytest.raises(RuntimeError):
+        wrapper.send(h11.Data(data=b"x"))
+
+
+def test_a_refused_upgrade_is_answered_through_h11_as_before():
+    wrapper, data = upgraded(h11.Response(status_code=403, headers=[(b"content-length", b"2")]))
+    assert data.startswith(b"HTTP/1.1 403 ") and wrapper.h11_connection is not None
+    assert wrapper.send(h11.Data(data=b"no")) == b"no"
