@@ -91,6 +91,18 @@ async def test_two_users_chat_both_ways(pair):
     assert stored == [echo, reply]
 
 
+async def test_permessage_deflate_offered_like_a_browser_is_declined_and_plain_frames_flow(pair):
+    """A zlib compressor per socket cost ~100 KiB of every idle browser socket (chat/lean_hypercorn.py, point 3)."""
+    alice, bob = pair
+    room = alice.room_with(bob)
+    async with alice.connect(room, compression="deflate") as a_ws, bob.connect(room, compression="deflate") as b_ws:
+        assert "Sec-WebSocket-Extensions" not in a_ws.response.headers
+        await recv_until(a_ws, presence_frame(bob.id, True))
+        await a_ws.send(send_frame("plain " * 200, "deflate-1"))
+        echo = (await recv_until(b_ws, message_frame("plain " * 200)))["message"]
+        assert echo["client_id"] == "deflate-1"
+
+
 async def test_http_send_reaches_every_socket_of_the_room(pair):
     alice, bob = pair
     room = alice.room_with(bob)

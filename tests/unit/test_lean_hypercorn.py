@@ -11,6 +11,7 @@ import pytest
 from hypercorn.asyncio.task_group import TaskGroup
 from hypercorn.config import Config
 from hypercorn.protocol import h11 as hypercorn_h11
+from hypercorn.protocol.ws_stream import Handshake
 
 from chat import lean_hypercorn
 
@@ -72,3 +73,19 @@ def test_a_refused_upgrade_is_answered_through_h11_as_before():
     wrapper, data = upgraded(h11.Response(status_code=403, headers=[(b"content-length", b"2")]))
     assert data.startswith(b"HTTP/1.1 403 ") and wrapper.h11_connection is not None
     assert wrapper.send(h11.Data(data=b"no")) == b"no"
+
+
+def test_permessage_deflate_is_declined_whatever_the_client_offers():
+    headers = [
+        (b"host", b"chat.test"),
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+        (b"sec-websocket-version", b"13"),
+        (b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits"),
+    ]
+    handshake = Handshake(headers, "1.1")
+    assert handshake.is_valid()
+    status, answer, connection = handshake.accept(None, [])
+    assert status == 101 and b"sec-websocket-extensions" not in dict(answer)
+    assert not any(extension.enabled() for extension in connection._proto.extensions)
