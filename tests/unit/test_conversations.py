@@ -14,6 +14,7 @@ from chat.models import Message, User
 from chat.rooms import Room
 from chat.state import state
 from testkit.app import api_login, api_register, started_app
+from testkit.backends import BACKEND
 
 
 async def _people(make_client, names):
@@ -150,6 +151,27 @@ async def test_concurrent_sends_are_published_in_id_order(app, signup):
         published = [(await asyncio.wait_for(subscription.queue.get(), 10)).message_id for _ in range(40)]
         stored = await Message.filter(room=room.name).order_by("id").values_list("id", flat=True)
     assert published == list(stored)
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="PostgreSQL's advisory locks")
+async def test_one_statement_takes_the_batch_rooms_locks_until_the_commit(app):
+    """The writer locks every room of a batch at once (_LOCK_ROOMS_IN_ORDER); another writer cannot take any."""
+    import asyncpg
+    from tortoise.transactions import in_transaction
+
+    keys = sorted(conversations._room_lock_key(Room.direct(1, other)) for other in (2, 3, 4))
+    try_lock = "SELECT pg_try_advisory_xact_lock(key) FROM unnest($1::bigint[]) AS key"
+    async with app.app_context():
+        other = await asyncpg.connect(state().settings.resolved_database_url)
+        try:
+            async with in_transaction() as connection:
+                await connection.execute_query(conversations._LOCK_ROOMS_IN_ORDER, [keys])
+                async with other.transaction():
+                    assert [row[0] for row in await other.fetch(try_lock, keys)] == [False, False, False]
+            async with other.transaction():
+                assert [row[0] for row in await other.fetch(try_lock, keys)] == [True, True, True]
+        finally:
+            await other.close()
 
 
 async def test_a_send_cancelled_mid_insert_is_still_published(app, signup, monkeypatch):
