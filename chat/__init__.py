@@ -77,7 +77,7 @@ def create_app(**overrides: Any) -> Quart:
 def _application(settings: Settings) -> Quart:
     """The Quart application in its own instance folder, with its secret key and chat's request classes."""
     escape_client_text_in_logs()
-    lean_hypercorn.install()  # per connection: no asyncio.Queue, no h11 state after a websocket upgrade
+    lean_hypercorn.install()  # per connection: no asyncio.Queue, no h11 after an upgrade, no permessage-deflate
     if settings.log_format == "json":
         use_json_logs()  # before Quart's logger exists: it then adds no text handler of its own
     instance_path = settings.instance_path.resolve()

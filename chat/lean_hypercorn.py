@@ -17,7 +17,7 @@ At 10 000 idle websockets on a worker each KiB per socket is 10 MB (docs/perform
    frames are small JSON, so compressing them saves little on the wire; here no extension is negotiated and the
    client sends and receives plain frames (RFC 7692 lets a server decline).
 
-`install()` (called by create_app) applies both to the hypercorn version they were written against, and refuses
+`install()` (called by create_app) applies all three to the hypercorn version they were written against, and refuses
 to start on another: these replace hypercorn internals, so a new version must be read again before it is pinned.
 """
 

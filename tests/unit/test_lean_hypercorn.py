@@ -1,6 +1,6 @@
 """What chat.lean_hypercorn takes out of hypercorn's connections: the app's events through a Mailbox with
-hypercorn's bound, and no h11 state once a websocket upgrade is accepted (real websockets through hypercorn:
-tests/system/test_websocket.py and the rest)."""
+hypercorn's bound, no h11 state once a websocket upgrade is accepted, permessage-deflate declined (real
+websockets through hypercorn: tests/system/test_websocket.py and the rest)."""
 
 from __future__ import annotations
 
