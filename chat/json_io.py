@@ -14,7 +14,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 from quart import Quart, Request, Response
 from quart.json.provider import DefaultJSONProvider
-from quart.sessions import SecureCookieSessionInterface
+from quart.sessions import NullSession, SecureCookieSessionInterface
 from quart_schema.conversion import model_load
 
 from .errors import APIError
@@ -66,6 +66,12 @@ class ChatQuart(Quart):
 class _NoSessions(SecureCookieSessionInterface):
     async def open_session(self, app: Quart, request: Any) -> None:
         return None  # Quart then makes the NullSession, and saves nothing after the response
+
+    async def make_null_session(self, app: Quart) -> NullSession:
+        return _NULL_SESSION  # one for all: it refuses every write, and each open websocket would keep its own
+
+
+_NULL_SESSION = NullSession()
 
 
 ChatQuart.session_interface = _NoSessions()
