@@ -3,7 +3,7 @@
 Each open websocket has two of them (what the broker has for it, what its client sent) and one task that reads
 both (blueprints/realtime.py). asyncio.Queue and asyncio.Event cost ~1 KiB each before they hold anything (a deque
 per queue of getters, of putters, of items, of an event's waiters): at 10 000 sockets that is tens of MB for
-nothing. Here an empty mailbox is five slots; its deque is made with the first item.
+nothing. Here an empty mailbox is six slots; its deque is made with the first item and dropped with the last.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ class Mailbox:
         if not self._items:
             raise asyncio.QueueEmpty
         item = self._items.popleft()
+        if not self._items:
+            self._items = None  # an empty deque is ~600 B: an idle socket keeps none
         self._wake_putter()
         return item
 

@@ -21,6 +21,9 @@ async def test_a_mailbox_is_a_bounded_fifo_that_refuses_past_its_size():
     assert [box.get_nowait() for _ in range(3)] == [1, 2, 3]
     with pytest.raises(asyncio.QueueEmpty):
         box.get_nowait()
+    assert box._items is None  # an emptied mailbox keeps no deque: 10 000 idle sockets keep none
+    box.put_nowait(5)
+    assert box.qsize() == 1 and box.get_nowait() == 5
 
 
 async def test_put_waits_for_room_and_get_waits_for_an_item():
