@@ -1,10 +1,10 @@
-"""Three things hypercorn 0.18 keeps for every connection that this server does not need, taken out.
+"""Four things hypercorn 0.18 keeps for every connection that this server does not need, taken out.
 
 At 10 000 idle websockets on a worker each KiB per socket is 10 MB (docs/performance.md, "Lean sockets"):
 
 1. **The app's receive queue.** hypercorn hands each connection's events to the app through an
    `asyncio.Queue(max_app_queue_size)`: four deques and an Event, ~3 KiB before it holds anything, for the life of
-   the connection. Here it is a `Mailbox` of the same bound (five slots; its deque is made with the first event),
+   the connection. Here it is a `Mailbox` of the same bound (six slots; its deque lives while events wait),
    with the same behaviour: `receive` waits for an event, `put` waits while `max_app_queue_size` events wait (the
    backpressure that asgi_websocket.py and asgi_http.py rely on).
 2. **The HTTP/1.1 state machine of an upgraded connection.** After a websocket upgrade hypercorn keeps the
@@ -16,8 +16,11 @@ At 10 000 idle websockets on a worker each KiB per socket is 10 MB (docs/perform
    an idle socket cost ~130 KiB with it instead of ~33 (1 000 sockets offering it, RSS of the worker). Chat's
    frames are small JSON, so compressing them saves little on the wire; here no extension is negotiated and the
    client sends and receives plain frames (RFC 7692 lets a server decline).
+4. **An asyncio.Event per HTTP/1.1 connection** (`can_read`, ~0.8 KiB with its deque of waiters), awaited only when
+   a client pipelines a request before the previous answer is sent, never on a websocket. Here hypercorn's events
+   are `LazyEvent`s, which make their asyncio.Event when first awaited.
 
-`install()` (called by create_app) applies all three to the hypercorn version they were written against, and refuses
+`install()` (called by create_app) applies all four to the hypercorn version they were written against, and refuses
 to start on another: these replace hypercorn internals, so a new version must be read again before it is pinned.
 """
 
@@ -28,7 +31,7 @@ from functools import partial
 from importlib.metadata import version
 
 import h11
-from hypercorn.asyncio import task_group
+from hypercorn.asyncio import task_group, worker_context
 from hypercorn.protocol import h11 as hypercorn_h11
 from hypercorn.protocol import ws_stream
 
@@ -71,6 +74,36 @@ def _accept_uncompressed(self: ws_stream.Handshake, subprotocol, additional_head
     return _accept_handshake(self, subprotocol, additional_headers)
 
 
+class LazyEvent:
+    """hypercorn's event (worker_context.EventWrapper's methods), with no asyncio.Event until one is awaited."""
+
+    __slots__ = ("_set", "_event")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: asyncio.Event | None = None
+
+    async def clear(self) -> None:
+        self._set = False
+        if self._event is not None:
+            self._event.clear()
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        if self._event is None:
+            self._event = asyncio.Event()
+        await self._event.wait()
+
+    async def set(self) -> None:
+        self._set = True
+        if self._event is not None:
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 def install() -> None:
     installed = version("hypercorn")
     if installed != HYPERCORN_VERSION:
@@ -78,3 +111,4 @@ def install() -> None:
     task_group.TaskGroup.spawn_app = _spawn_app
     hypercorn_h11.H11WSConnection = _UpgradedConnection
     ws_stream.Handshake.accept = _accept_uncompressed
+    worker_context.WorkerContext.event_class = LazyEvent

@@ -1,6 +1,6 @@
 """What chat.lean_hypercorn takes out of hypercorn's connections: the app's events through a Mailbox with
-hypercorn's bound, no h11 state once a websocket upgrade is accepted, permessage-deflate declined (real
-websockets through hypercorn: tests/system/test_websocket.py and the rest)."""
+hypercorn's bound, no h11 state once a websocket upgrade is accepted, permessage-deflate declined, no asyncio.Event
+until one is awaited (real websockets through hypercorn: tests/system/test_websocket.py and the rest)."""
 
 from __future__ import annotations
 
@@ -89,3 +89,26 @@ def test_permessage_deflate_is_declined_whatever_the_client_offers():
     status, answer, connection = handshake.accept(None, [])
     assert status == 101 and b"sec-websocket-extensions" not in dict(answer)
     assert not any(extension.enabled() for extension in connection._proto.extensions)
+
+
+async def test_hypercorns_events_make_no_asyncio_event_until_awaited_and_behave_as_one():
+    from hypercorn.asyncio.worker_context import WorkerContext
+
+    event = WorkerContext.event_class()
+    assert isinstance(event, lean_hypercorn.LazyEvent) and event._event is None
+    await event.set()
+    await asyncio.wait_for(event.wait(), 1)  # set: no wait, and still no asyncio.Event
+    assert event.is_set() and event._event is None
+    await event.clear()
+    waiter = asyncio.ensure_future(event.wait())
+    await asyncio.sleep(0.01)
+    assert not waiter.done() and not event.is_set()
+    await event.set()
+    await asyncio.wait_for(waiter, 1)
+    await event.clear()
+    assert not event.is_set()
+    another = asyncio.ensure_future(event.wait())
+    await asyncio.sleep(0.01)
+    assert not another.done()  # cleared: waits again on the same asyncio.Event
+    await event.set()
+    await asyncio.wait_for(another, 1)
