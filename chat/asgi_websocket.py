@@ -26,10 +26,11 @@ reproduced by tests/system/test_hostile_websocket.py, and one that a plain disco
    its user stayed online for everyone). The handler's loop ends on the closed inbox all the same
    (tests/unit/blueprints/test_realtime.py).
 
-And two things a socket does not need, at 10 000 idle sockets on a worker (docs/performance.md, "Lean sockets"):
-the incoming frames wait in a plain `Mailbox` (no asyncio.Queue), which the websocket exposes as `inbox`; and
+And three things a socket does not need, at 10 000 idle sockets on a worker (docs/performance.md, "Lean sockets"):
+the incoming frames wait in a plain `Mailbox` (no asyncio.Queue), which the websocket exposes as `inbox`;
 `send_event` hands hypercorn a message built once for every socket that sends the same event (broker.Event) (Quart's
-`websocket.send` builds a dict per socket and yields to the loop once more before sending).
+`websocket.send` builds a dict per socket and yields to the loop once more before sending); and once the socket is
+accepted, the handshake's headers are let go of (`_forget_handshake`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import contextlib
 from quart.asgi import ASGIWebsocketConnection
 from quart.utils import cancel_tasks, raise_task_exceptions
 from quart.wrappers import Websocket
+from werkzeug.datastructures import EnvironHeaders
 
 from .mailbox import Mailbox
 
@@ -48,6 +50,7 @@ MAX_QUEUED_FRAME_BYTES = 64 * 1024  # a frame past this is never kept: the handl
 CLOSE_HANDSHAKE_SECONDS = 2.0  # a client that does not answer the close frame by then is not waited for
 DRAIN_SECONDS = 10.0  # hypercorn reports the disconnect right after the app returns; this is only a backstop
 OVERSIZED = object()  # queued in place of a frame too large to keep
+NO_HEADERS = EnvironHeaders({})  # an accepted socket's headers: empty, read-only, one for all
 
 _drainers: set[asyncio.Task] = set()  # strong references: a task nobody holds may be collected mid-way
 
@@ -61,7 +64,21 @@ class BoundedWebsocketConnection(ASGIWebsocketConnection):
         websocket = super()._create_websocket_from_scope(send)
         websocket.inbox = self.queue  # the frames read and not yet handled: blueprints/realtime.py waits on them
         websocket.send_event = send  # an ASGI message as is (broker.text_message), once the socket is accepted
+        self.websocket = websocket
         return websocket
+
+    async def accept_connection(self, send, headers, subprotocol) -> None:
+        await super().accept_connection(send, headers, subprotocol)
+        self._forget_handshake()
+
+    def _forget_handshake(self) -> None:
+        """Let go of the handshake's headers once the socket is accepted: everything that reads them (the origin and
+        host checks, the session cookie, the request id, hypercorn's access log) has run by then, and an open socket
+        would otherwise keep them three times over for its whole life (hypercorn's parsed bytes in the scope,
+        Quart's decoded copy, the parsed cookies: ~3 KiB a socket, more for a browser's)."""
+        self.scope["headers"] = []
+        self.websocket.headers = NO_HEADERS
+        self.websocket.__dict__.pop("cookies", None)  # werkzeug's cached_property keeps the parsed cookies there
 
     async def __call__(self, receive, send) -> None:
         websocket = self._create_websocket_from_scope(send)
