@@ -36,6 +36,18 @@ def package(filename: str) -> str:
     return filename
 
 
+def module(filename: str) -> str:
+    """`hypercorn/protocol/ws_stream`, `asyncio/tasks`, … : where in a package one frame is."""
+    parts = filename.replace("\\", "/").removesuffix(".py").split("/")
+    for marker in ("site-packages", "chat"):
+        if marker in parts:
+            return "/".join(parts[parts.index(marker) + (marker == "site-packages") :])
+    for index, part in enumerate(parts):
+        if part.startswith("python3") and index + 1 < len(parts):
+            return "/".join(parts[index + 1 :])
+    return filename
+
+
 def _snapshot(*_: object) -> None:
     _snapshots.append(tracemalloc.take_snapshot())
     if len(_snapshots) < 2:
@@ -47,10 +59,11 @@ def _snapshot(*_: object) -> None:
         grown[package(stat.traceback[0].filename)] += stat.size_diff
         counts[package(stat.traceback[0].filename)] += stat.count_diff
     lines = [f"{name}\t{size}\t{counts[name]}" for name, size in grown.most_common()]
-    # and the lines that grew most, with their callers: which object of which layer the bytes are
-    lines += ["", "# lines"]
-    for stat in after.compare_to(before, "traceback")[:40]:
-        where = " < ".join(f"{package(frame.filename)}:{frame.lineno}" for frame in stat.traceback)
+    # and the lines that grew most, each followed by its callers: which object of which layer the bytes are
+    lines += ["", "# lines (where it was allocated < its caller < ...)"]
+    for stat in after.compare_to(before, "traceback")[:60]:
+        # a Traceback lists the oldest frame first
+        where = " < ".join(f"{module(frame.filename)}:{frame.lineno}" for frame in reversed(stat.traceback))
         lines.append(f"# {stat.size_diff}\t{stat.count_diff}\t{where}")
     with open(os.path.join(tempfile.gettempdir(), f"traced-{os.getpid()}.txt"), "w") as out:
         out.write("\n".join(lines) + "\n")
