@@ -67,6 +67,10 @@ class Mailbox:
                     self._putters.remove(putter)
         self.put_nowait(item)
 
+    def last(self) -> object | None:
+        """The newest item, None when empty (asgi_websocket.client_gone: whether the last event is a disconnect)."""
+        return self._items[-1] if self._items else None
+
     def get_nowait(self) -> object:
         if not self._items:
             raise asyncio.QueueEmpty

@@ -30,7 +30,7 @@ from tortoise.exceptions import OperationalError
 
 from .. import accounts, changes, conversations, rooms
 from ..activity import Activity, everyone, snapshot
-from ..asgi_websocket import OVERSIZED
+from ..asgi_websocket import OVERSIZED, client_gone, take_frame
 from ..broker import CHANGE_FRAMES, BrokerUnavailable, Event, Subscription, text_message
 from ..errors import APIError, validation_fields
 from ..models import Membership
@@ -249,7 +249,7 @@ class Connection:
             return await self._loop(after)
         except asyncio.CancelledError:
             if self.interrupted is None or task.cancelling() > self._cancels:
-                raise  # the client went (Quart cancels the handler), or the server is cancelling it
+                raise  # the server is cancelling it (a stop past its grace period)
             return self.interrupted
         except Exception:
             log.exception("websocket connection failed")
@@ -272,7 +272,7 @@ class Connection:
         await self._start(after)
         while self.interrupted is None:
             if inbox.closed:
-                return None  # the client went; its cancellation was lost on the way (asgi_websocket.py, 4.)
+                return None  # the client went (take_frame took its disconnect)
             if self.subscription.overflowed.is_set():
                 return TRY_AGAIN_LATER
             for _ in range(outbox.qsize()):  # what is queued now; then the client's turn
@@ -283,7 +283,8 @@ class Connection:
             if handling is not None and handling.done():
                 self._handling = handling = None
             if handling is None and not inbox.empty():
-                code = self._take(inbox.get_nowait())
+                frame = take_frame(inbox)
+                code = None if frame is None else self._take(frame)
                 if code is not None:
                     return code
             elif outbox.empty():
@@ -389,8 +390,8 @@ class Connection:
             for frame in batch:
                 await self._send_frame(frame)
                 self.last_sent = frame["message"]["id"] if frame["type"] == "message" else frame["id"]
-            if len(batch) < REPLAY_BATCH:
-                return
+            if len(batch) < REPLAY_BATCH or client_gone(websocket.inbox):
+                return  # all sent; or nobody is left to send the rest to (a reconnect storm replays nothing more)
 
     async def _send_frame(self, frame: dict) -> None:
         await self._send(text_message(orjson.dumps(frame).decode()))

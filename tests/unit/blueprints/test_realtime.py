@@ -8,7 +8,7 @@ import pytest
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 from quart_auth import current_user
 
-from chat import accounts, rooms
+from chat import accounts, conversations, rooms
 from chat.blueprints import realtime
 from chat.rooms import room_for
 
@@ -44,8 +44,9 @@ def _source_of(task: asyncio.Task) -> str:
 
 
 async def test_an_idle_socket_costs_one_task_of_its_own(app, signup):
-    """Lean sockets: an open, idle socket's handler is one task (the test client's and Quart's receiver besides);
-    it was four more (a writer, a reader, and one waiting for each of overflow and shutdown). And it still works."""
+    """Lean sockets: an open, idle socket's handler runs in the task that called the app (the test client's here,
+    hypercorn's in a server), with no task of Quart's or chat's besides; there were six per socket (Quart's receiver
+    and handler, a writer, a reader, and one waiting for each of overflow and shutdown). And it still works."""
     alice_client, alice = await signup("alice")
     _, bob = await signup("bob")
     room = room_for(alice["id"], bob["id"])
@@ -55,8 +56,9 @@ async def test_an_idle_socket_costs_one_task_of_its_own(app, signup):
     try:
         for ws in opened:
             assert '"presence"' in await asyncio.wait_for(ws.receive(), 5)  # the socket's first frame
-        # per socket: the test client's connection, Quart's receiver, the handler (the socket's one task)
-        assert (len(_tasks_of_the_app()) - before) / len(opened) <= 3
+        # per socket: the test client's connection, which runs the handler, and the pump that stands in for
+        # hypercorn's queue of events under the test client (asgi_websocket._events_of)
+        assert (len(_tasks_of_the_app()) - before) / len(opened) <= 2
         await opened[0].send('{"type": "message", "content": "to all five"}')
         for ws in opened:
             assert "to all five" in await asyncio.wait_for(ws.receive(), 5)
@@ -65,26 +67,53 @@ async def test_an_idle_socket_costs_one_task_of_its_own(app, signup):
             await socket.__aexit__(None, None, None)
 
 
-async def test_a_socket_ends_when_its_client_goes_even_if_the_cancellation_is_lost(app, signup, monkeypatch):
-    """A library under the handler can swallow the cancellation Quart sends when the client goes (seen in CI inside
-    a Tortoise query on asyncpg): the socket must end all the same, and its user go offline."""
+async def test_a_socket_ends_when_its_client_goes_whatever_its_handler_was_doing(app, signup, monkeypatch):
+    """Nothing cancels a handler when its client goes (a cancellation can be lost below us: seen in CI inside a
+    Tortoise query on asyncpg). The disconnect is the last of the socket's events, which its loop takes in turn:
+    a client that goes while the handler is busy elsewhere still ends the socket, and its user goes offline."""
     alice_client, alice = await signup("alice")
     _, bob = await signup("bob")
     start = realtime.Connection._start
-    waiting, swallowed = asyncio.Event(), asyncio.Event()
+    busy, cancelled = asyncio.Event(), asyncio.Event()
 
-    async def start_swallowing_a_cancellation(self, after: int) -> None:
-        waiting.set()
+    async def start_slowly(self, after: int) -> None:
+        busy.set()
         try:
-            await asyncio.sleep(30)  # where the cancellation lands...
+            await asyncio.sleep(0.3)  # a slow query, say, when the client goes
         except asyncio.CancelledError:
-            swallowed.set()  # ...and is lost, as inside such a library
+            cancelled.set()
+            raise
         await start(self, after)
 
-    monkeypatch.setattr(realtime.Connection, "_start", start_swallowing_a_cancellation)
+    monkeypatch.setattr(realtime.Connection, "_start", start_slowly)
     socket = alice_client.websocket(f"/ws/rooms/{room_for(alice['id'], bob['id'])}")
     await socket.__aenter__()
-    await asyncio.wait_for(waiting.wait(), 5)
+    await asyncio.wait_for(busy.wait(), 5)
     await asyncio.wait_for(socket.__aexit__(None, None, None), 5)  # the client goes: the handler has ended
-    assert swallowed.is_set()
+    assert not cancelled.is_set()
     assert await app.extensions["chat"].presence.online([alice["id"]]) == set()
+
+
+async def test_a_replay_stops_once_its_client_has_gone(app, signup, monkeypatch):
+    """A client that asks for the whole history and goes at once (a reconnect storm) is not replayed the rest."""
+    alice_client, alice = await signup("alice")
+    _, bob = await signup("bob")
+    for number in range(7):
+        response = await alice_client.post("/send-message", json={"receiver_id": bob["id"], "content": f"m{number}"})
+        assert response.status_code == 201
+    monkeypatch.setattr(realtime, "REPLAY_BATCH", 2)
+    frames_after, batches = conversations.frames_after, []
+    socket = alice_client.websocket(f"/ws/rooms/{room_for(alice['id'], bob['id'])}?after=0")
+
+    async def client_goes_after_the_first_batch(room, after: int, limit: int, up_to: int | None = None) -> list:
+        batch = await frames_after(room, after, limit, up_to)
+        batches.append(len(batch))
+        if len(batches) == 1:
+            await socket.disconnect()
+            await asyncio.sleep(0.05)  # the disconnect reaches the socket's events (hypercorn puts it there)
+        return batch
+
+    monkeypatch.setattr(conversations, "frames_after", client_goes_after_the_first_batch)
+    await socket.__aenter__()
+    await asyncio.wait_for(socket.__aexit__(None, None, None), 5)
+    assert batches == [2]
