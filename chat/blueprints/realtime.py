@@ -2,11 +2,11 @@
 
 Delivery without gaps or duplicates: the connection subscribes to its room BEFORE it reads the backlog
 from the database, then sends every message whose id is above the last one it sent, in id order. Each
-connection has one bounded queue (a plain `Mailbox`) and one task, which sends and reads the client's frames in
-turn (a frame being handled runs in a short task of its own, so that a send waiting for the database does not hold
-the room's events back); a client that cannot keep up is closed (1013) and resumes from the database with ?after.
-An overflow or a shutdown interrupts that task wherever it waits. An idle socket costs no task of chat's but that
-one (docs/performance.md, "Lean sockets").
+connection has one bounded queue (a plain `Mailbox`) and one task (the one hypercorn runs the app in:
+asgi_websocket.py), which sends and reads the client's frames in turn (a frame being handled runs in a short task of
+its own, so that a send waiting for the database does not hold the room's events back); a client that cannot keep
+up is closed (1013) and resumes from the database with ?after. An overflow or a shutdown interrupts that task
+wherever it waits. An idle socket costs no task of its own (docs/performance.md, "Lean sockets" and part 4).
 
 What a client sends is bounded too: at most a few frames wait unread (asgi_websocket.py), one user's sockets share
 a frame budget and are limited in number (sockets.py), and each frame type has its own budget (typing is relayed
