@@ -3,6 +3,7 @@
 Both speak over the same `websockets` client (no compression, no client pings), so the client's cost per frame
 is the same against either server. The Socket.IO side is Engine.IO 4 / Socket.IO 5 over a websocket: python-
 socketio's own clients need aiohttp or requests + websocket-client, which the reference does not install.
+Scenario 5's idle sockets are read by a Watcher (bench/watch.py) once open, not by websockets: the same for both.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Self
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+from . import watch
 from .stats import CpuMeter, latency_summary
 
 OnMessage = Callable[[str | None, float], None]
@@ -32,14 +35,47 @@ def room_of(a: int, b: int) -> str:
 class RealtimeSocket:
     """One signed-in websocket in one room; calls on_message(client_id, receipt time) for every message frame."""
 
+    ENGINEIO = False  # whether its server pings in Engine.IO packets (which a watcher must answer)
+
     def __init__(self, ws: ClientConnection, room: str, on_message: OnMessage) -> None:
         self.ws, self.room, self.on_message = ws, room, on_message
         self.reader: asyncio.Task | None = None
+        self.watcher: watch.Watcher | None = None
+
+    @classmethod
+    async def connect(cls, ws_url: str, cookie: str, room: str) -> ClientConnection:
+        """The websocket, open and in the room."""
+        raise NotImplementedError
+
+    @classmethod
+    async def open(cls, ws_url: str, cookie: str, room: str, on_message: OnMessage) -> Self:
+        sock = cls(await cls.connect(ws_url, cookie, room), room, on_message)
+        sock.reader = asyncio.create_task(sock._read())
+        return sock
+
+    @classmethod
+    async def watched(cls, ws_url: str, cookie: str, room: str, tally: watch.Tally, tag: bytes) -> Self:
+        """An idle socket read by a Watcher (bench/watch.py) instead of a reader task: it only reports when the
+        tag arrives, so that thousands of them do not make the harness the slowest part of a fan-out."""
+        ws = await cls.connect(ws_url, cookie, room)
+        sock = cls(ws, room, lambda *_: None)
+        try:
+            sock.watcher = await watch.hand_over(ws, tally, tag, cls.ENGINEIO)
+        except BaseException:
+            ws.transport.abort()
+            raise
+        return sock
+
+    async def _read(self) -> None:
+        raise NotImplementedError
 
     async def send_message(self, content: str, client_id: str) -> None:
         raise NotImplementedError
 
     async def close(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.close()
+            return
         if self.reader is not None:
             self.reader.cancel()
         with contextlib.suppress(Exception):
@@ -59,10 +95,8 @@ async def _open(url: str, cookie: str) -> ClientConnection:
 
 class ChatSocket(RealtimeSocket):
     @classmethod
-    async def open(cls, ws_url: str, cookie: str, room: str, on_message: OnMessage) -> ChatSocket:
-        sock = cls(await _open(f"{ws_url}/ws/rooms/{room}", cookie), room, on_message)
-        sock.reader = asyncio.create_task(sock._read())
-        return sock
+    async def connect(cls, ws_url: str, cookie: str, room: str) -> ClientConnection:
+        return await _open(f"{ws_url}/ws/rooms/{room}", cookie)
 
     async def _read(self) -> None:
         with contextlib.suppress(Exception):
@@ -79,8 +113,10 @@ class ChatSocket(RealtimeSocket):
 class SocketIOSocket(RealtimeSocket):
     """Engine.IO 4 over a websocket: "0" open, "40" connect, "42[event, data]" events, "2"/"3" ping/pong."""
 
+    ENGINEIO = True
+
     @classmethod
-    async def open(cls, ws_url: str, cookie: str, room: str, on_message: OnMessage) -> SocketIOSocket:
+    async def connect(cls, ws_url: str, cookie: str, room: str) -> ClientConnection:
         async with asyncio.timeout(HANDSHAKE_SECONDS):
             ws = await _open(f"{ws_url}/socket.io/?EIO=4&transport=websocket", cookie)
             try:
@@ -88,9 +124,7 @@ class SocketIOSocket(RealtimeSocket):
             except BaseException:
                 await ws.close()
                 raise
-        sock = cls(ws, room, on_message)
-        sock.reader = asyncio.create_task(sock._read())
-        return sock
+        return ws
 
     @staticmethod
     async def _connect_and_join(ws: ClientConnection, room: str) -> None:
@@ -256,7 +290,8 @@ async def open_loop(pairs: list[Pair], rate: float, seconds: float) -> dict:
 
 @dataclass
 class FanOut:
-    """Many idle sockets in one room; counts arrivals of one tagged message."""
+    """Many idle sockets in one room; counts arrivals of one tagged message, and the sockets that ended without it
+    (a watch.Tally)."""
 
     expected: int
     # a client_id of its own: a database used again (--rounds) would take a repeated one for a resend, store
@@ -266,14 +301,28 @@ class FanOut:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     last_arrival: float = 0.0
     arrivals: list[float] = field(default_factory=list)
+    closed_early: int = 0  # sockets that ended before the message reached them: the wait need not last for them
+    close_reasons: Counter[str] = field(default_factory=Counter)
 
-    def on_message(self, client_id: str | None, received: float) -> None:
-        if client_id == self.tag:
-            self.arrived += 1
-            self.last_arrival = received
-            self.arrivals.append(received)
-            if self.arrived >= self.expected:
-                self.done.set()
+    def on_arrival(self, at: float) -> None:
+        self.arrived += 1
+        self.last_arrival = at
+        self.arrivals.append(at)
+        self._check()
+
+    def on_closed(self, reason: str) -> None:
+        self.closed_early += 1
+        self.close_reasons[reason] += 1
+        self._check()
+
+    def expect(self, count: int) -> None:
+        """As many arrivals as sockets opened (fewer than wanted when the server refused some)."""
+        self.expected = count
+        self._check()
+
+    def _check(self) -> None:
+        if self.arrived + self.closed_early >= self.expected:
+            self.done.set()
 
     def percentiles(self, sent: float) -> dict[str, float]:
         """The arrival of the message at the median socket and at the 99th percentile, ms after it was sent."""
@@ -285,10 +334,12 @@ class FanOut:
 
 
 async def open_idle(
-    protocol: str, ws_url: str, cookies: list[str], room: str, count: int, on_message: OnMessage, parallel: int = 32
+    protocol: str, ws_url: str, cookies: list[str], room: str, count: int, fan_out: FanOut, parallel: int = 32
 ) -> tuple[list[RealtimeSocket], list[str]]:
-    """Open up to `count` sockets, `parallel` handshakes at a time; stops at the first refusals (fd limits)."""
+    """Open up to `count` watched sockets, `parallel` handshakes at a time; stops at the first refusals (fd
+    limits)."""
     cls = socket_class(protocol)
+    tag = fan_out.tag.encode()
     sockets: list[RealtimeSocket] = []
     errors: list[str] = []
     gate = asyncio.Semaphore(parallel)
@@ -298,7 +349,7 @@ async def open_idle(
             return
         async with gate:
             try:
-                sockets.append(await cls.open(ws_url, cookies[number % len(cookies)], room, on_message))
+                sockets.append(await cls.watched(ws_url, cookies[number % len(cookies)], room, fan_out, tag))
             except Exception as exc:  # noqa: BLE001 - reported: how many opened, and why the rest did not
                 errors.append(f"{type(exc).__name__}: {exc}")
 

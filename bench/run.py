@@ -284,20 +284,18 @@ class Run:
         protocol = self._protocol(server)
         fan_out = rt.FanOut(expected=wanted)
         # warm up: the first sockets load code and fill caches that later ones reuse
-        warm, _ = await rt.open_idle(protocol, server.ws_url, [cookies[a]], room, 20, lambda *_: None)
+        warm, _ = await rt.open_idle(protocol, server.ws_url, [cookies[a]], room, 20, rt.FanOut(expected=20))
         await rt.close_all(warm)
         pid = server.worker_pid()
         rss_before = probes.rss_kib(pid)
         traced = await self._trace(pid)
         started = time.perf_counter()
-        sockets, errors = await rt.open_idle(
-            protocol, server.ws_url, [cookies[a], cookies[b]], room, wanted, fan_out.on_message
-        )
+        sockets, errors = await rt.open_idle(protocol, server.ws_url, [cookies[a], cookies[b]], room, wanted, fan_out)
         open_seconds = time.perf_counter() - started
         await asyncio.sleep(0)  # noqa: ASYNC110
         rss_after = probes.rss_kib(pid)
         traced = await self._trace(pid, traced)
-        fan_out.expected = len(sockets)
+        fan_out.expect(len(sockets))
         fan_out_ms = None
         spread: dict[str, float] = {}
         try:
@@ -331,6 +329,9 @@ class Run:
             rss_after_kib=rss_after,
             kib_per_socket=round((rss_after - rss_before) / len(sockets), 1) if sockets else None,
             fan_out_delivered=fan_out.arrived,
+            # sockets the server closed (or lost) before the message reached them, and why
+            fan_out_closed_early=fan_out.closed_early,
+            **({"fan_out_close_reasons": dict(fan_out.close_reasons)} if fan_out.close_reasons else {}),
             fan_out_ms=fan_out_ms,
             **spread,
             **({"traced_kib_per_socket": traced} if isinstance(traced, dict) else {}),
