@@ -31,9 +31,18 @@ STOP_TIMEOUT = 3.0
 CHANGE_FRAMES = frozenset({"edit", "delete", "reaction"})
 
 
-def text_message(text: str) -> dict:
+class TextMessage(dict):
+    """The ASGI message that sends one websocket text frame. Under hypercorn (lean_hypercorn) it also keeps the
+    frame's bytes once framed, so that an event sent to many sockets is framed once, not once per socket."""
+
+    __slots__ = ("frame",)
+
+
+def text_message(text: str) -> TextMessage:
     """The ASGI message that sends `text` as one websocket text frame."""
-    return {"type": "websocket.send", "bytes": None, "text": text}
+    message = TextMessage(type="websocket.send", bytes=None, text=text)
+    message.frame = None
+    return message
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +58,7 @@ class Event:
     # a new message's commit, as wall-clock time.time() (comparable across workers): its fan-out latency (metrics)
     stored_at: float | None = None
     # the ASGI message that sends `text`: one for all the sockets that send this event (asgi_websocket.send_event)
-    asgi: dict = field(init=False, repr=False, compare=False)
+    asgi: TextMessage = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "asgi", text_message(self.text))

@@ -1,4 +1,5 @@
-"""Four things hypercorn 0.18 keeps for every connection that this server does not need, taken out.
+"""Four things hypercorn 0.18 keeps for every connection that this server does not need, taken out, and one thing
+it does for every frame sent that a frame sent to many sockets needs done once.
 
 At 10 000 idle websockets on a worker each KiB per socket is 10 MB (docs/performance.md, "Lean sockets"):
 
@@ -19,8 +20,15 @@ At 10 000 idle websockets on a worker each KiB per socket is 10 MB (docs/perform
 4. **An asyncio.Event per HTTP/1.1 connection** (`can_read`, ~0.8 KiB with its deque of waiters), awaited only when
    a client pipelines a request before the previous answer is sent, never on a websocket. Here hypercorn's events
    are `LazyEvent`s, which make their asyncio.Event when first awaited.
+5. **Framing each frame for each socket.** hypercorn hands every text frame to wsproto, which encodes the text and
+   builds the frame's header, then passes the bytes down through two more layers of event objects to the
+   connection's writer. A server frame is the same bytes on every socket (unmasked; no extension is negotiated,
+   3.; hypercorn never fragments a message), so a `broker.TextMessage` keeps its frame once framed, and on an
+   HTTP/1.1 websocket in the open state it is written through the connection's own send (its lock and
+   backpressure, as hypercorn's path ends). A message to 10 000 sockets is framed once; the rest of that path cost
+   about a third of the fan-out's time (docs/performance.md, part 5).
 
-`install()` (called by create_app) applies all four to the hypercorn version they were written against, and refuses
+`install()` (called by create_app) applies all five to the hypercorn version they were written against, and refuses
 to start on another: these replace hypercorn internals, so a new version must be read again before it is pinned.
 """
 
@@ -32,9 +40,13 @@ from importlib.metadata import version
 
 import h11
 from hypercorn.asyncio import task_group, worker_context
+from hypercorn.events import RawData
 from hypercorn.protocol import h11 as hypercorn_h11
 from hypercorn.protocol import ws_stream
+from wsproto.connection import ConnectionState
+from wsproto.frame_protocol import FrameProtocol
 
+from .broker import TextMessage
 from .mailbox import Mailbox
 
 HYPERCORN_VERSION = "0.18.0"
@@ -72,6 +84,26 @@ def _accept_uncompressed(self: ws_stream.Handshake, subprotocol, additional_head
     """Handshake.accept as if the client had offered no extension: permessage-deflate is declined."""
     self.extensions = None
     return _accept_handshake(self, subprotocol, additional_headers)
+
+
+_app_send = ws_stream.WSStream.app_send
+_SERVER_FRAMES = FrameProtocol(client=False, extensions=[])  # keeps no state between whole messages
+
+
+async def _app_send_framed_once(self: ws_stream.WSStream, message) -> None:
+    """WSStream.app_send, with a TextMessage's frame made once for all sockets and written as hypercorn would."""
+    if (
+        type(message) is TextMessage
+        and self.state is ws_stream.ASGIWebsocketState.CONNECTED
+        and not self.closed
+        and self.connection.state is ConnectionState.OPEN  # else wsproto refuses, and hypercorn drops the frame
+        and isinstance(self.send.__self__, hypercorn_h11.H11Protocol)  # over HTTP/2 a frame is an h2 DATA frame
+    ):
+        if message.frame is None:
+            message.frame = bytes(_SERVER_FRAMES.send_data(message["text"]))
+        await self.send.__self__.send(RawData(data=message.frame))  # what H11Protocol.stream_send does with it
+        return
+    await _app_send(self, message)
 
 
 class LazyEvent:
@@ -112,3 +144,4 @@ def install() -> None:
     hypercorn_h11.H11WSConnection = _UpgradedConnection
     ws_stream.Handshake.accept = _accept_uncompressed
     worker_context.WorkerContext.event_class = LazyEvent
+    ws_stream.WSStream.app_send = _app_send_framed_once

@@ -1,6 +1,7 @@
 """What chat.lean_hypercorn takes out of hypercorn's connections: the app's events through a Mailbox with
 hypercorn's bound, no h11 state once a websocket upgrade is accepted, permessage-deflate declined, no asyncio.Event
-until one is awaited (real websockets through hypercorn: tests/system/test_websocket.py and the rest)."""
+until one is awaited, a frame sent to many sockets framed once
+(real websockets through hypercorn: tests/system/test_websocket.py and the rest)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ import asyncio
 
 import h11
 import pytest
+import wsproto
+import wsproto.events
 from hypercorn.asyncio.task_group import TaskGroup
 from hypercorn.config import Config
+from hypercorn.events import RawData
 from hypercorn.protocol import h11 as hypercorn_h11
-from hypercorn.protocol.ws_stream import Handshake
+from hypercorn.protocol.events import Data
+from hypercorn.protocol.ws_stream import Handshake, WSStream
+from hypercorn.utils import UnexpectedMessageError
 
 from chat import lean_hypercorn
+from chat.broker import text_message
 
 UPGRADE = (
     b"GET /ws/rooms/dm-1-2 HTTP/1.1\r\nHost: chat.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -75,15 +82,17 @@ def test_a_refused_upgrade_is_answered_through_h11_as_before():
     assert wrapper.send(h11.Data(data=b"no")) == b"no"
 
 
+HANDSHAKE_HEADERS = [
+    (b"host", b"chat.test"),
+    (b"upgrade", b"websocket"),
+    (b"connection", b"Upgrade"),
+    (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+    (b"sec-websocket-version", b"13"),
+]
+
+
 def test_permessage_deflate_is_declined_whatever_the_client_offers():
-    headers = [
-        (b"host", b"chat.test"),
-        (b"upgrade", b"websocket"),
-        (b"connection", b"Upgrade"),
-        (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
-        (b"sec-websocket-version", b"13"),
-        (b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits"),
-    ]
+    headers = [*HANDSHAKE_HEADERS, (b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits")]
     handshake = Handshake(headers, "1.1")
     assert handshake.is_valid()
     status, answer, connection = handshake.accept(None, [])
@@ -112,3 +121,61 @@ async def test_hypercorns_events_make_no_asyncio_event_until_awaited_and_behave_
     assert not another.done()  # cleared: waits again on the same asyncio.Event
     await event.set()
     await asyncio.wait_for(another, 1)
+
+
+class Connection(hypercorn_h11.H11Protocol):
+    """Where a websocket stream's bytes go: hypercorn's HTTP/1.1 protocol, recording what is sent through it."""
+
+    def __init__(self) -> None:  # none of H11Protocol's state: only its two sends are used
+        self.sent: list[object] = []
+
+    async def stream_send(self, event) -> None:  # hypercorn's path: a stream event, framed by wsproto
+        self.sent.append(event)
+
+    async def send(self, event) -> None:  # the bytes for the socket (what stream_send makes of a Data)
+        self.sent.append(event)
+
+
+CLOSE = wsproto.events.CloseConnection(code=1000)
+
+
+async def accepted_stream() -> tuple[WSStream, Connection]:
+    connection = Connection()
+    stream = WSStream(None, Config(), None, None, False, None, None, connection.stream_send, 1)
+    stream.handshake = Handshake(HANDSHAKE_HEADERS, "1.1")
+    stream.scope, stream.start_time = {}, 0.0  # read by the access log of the accept
+    await stream.app_send({"type": "websocket.accept"})
+    connection.sent.clear()  # the 101
+    return stream, connection
+
+
+@pytest.mark.parametrize("text", ["hi", "é" * 100, "x" * 70_000], ids=["short", "16-bit length", "64-bit length"])
+async def test_a_frame_sent_to_many_sockets_is_framed_once_into_the_bytes_wsproto_makes(text):
+    message = text_message(text)
+    sockets = [await accepted_stream() for _ in range(3)]
+    for stream, _ in sockets:
+        await stream.app_send(message)
+    written = [connection.sent for _, connection in sockets]
+    assert all(len(sent) == 1 and isinstance(sent[0], RawData) for sent in written)
+    assert all(sent[0].data is message.frame for sent in written)  # one frame's bytes for all
+    assert message.frame == wsproto.Connection(wsproto.ConnectionType.SERVER).send(wsproto.events.Message(data=text))
+
+
+async def test_other_frames_go_hypercorns_way_and_none_is_written_once_a_close_is_under_way():
+    stream, connection = await accepted_stream()
+    await stream.app_send({"type": "websocket.send", "bytes": None, "text": "a plain dict"})
+    assert [type(event) for event in connection.sent] == [Data]  # framed by wsproto, as before
+
+    async def app_put(event) -> None:
+        pass
+
+    stream.app_put = app_put
+    await stream.handle(Data(stream_id=1, data=wsproto.Connection(wsproto.ConnectionType.CLIENT).send(CLOSE)))
+    connection.sent.clear()  # hypercorn's answer to the client's close
+    await stream.app_send(text_message("too late"))  # the client is closing: hypercorn drops the frame
+    assert connection.sent == []
+    await stream.app_send({"type": "websocket.close", "code": 1000})
+    connection.sent.clear()
+    with pytest.raises(UnexpectedMessageError):  # after the app's own close, as hypercorn
+        await stream.app_send(text_message("later still"))
+    assert connection.sent == []
