@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -91,9 +92,13 @@ class Subscription:
     channels: tuple[str, ...]
     queue: Mailbox
     overflowed: Flag = field(default_factory=Flag)
+    # set by a socket waiting with nothing queued: takes an item at once (True), or leaves it to the queue (False)
+    deliver_now: Callable[[object], bool] | None = None
 
     def offer(self, item: object) -> None:
         if self.overflowed.is_set():
+            return
+        if self.deliver_now is not None and self.deliver_now(item):
             return
         try:
             self.queue.put_nowait(item)

@@ -106,6 +106,33 @@ async def _app_send_framed_once(self: ws_stream.WSStream, message) -> None:
     await _app_send(self, message)
 
 
+def write_now(send, message: TextMessage) -> bool:
+    """Write a TextMessage's frame on the websocket whose ASGI send is `send` at once, without waiting, if its
+    connection can take it so (HTTP/1.1 under hypercorn, the socket accepted and open, nothing being written through
+    hypercorn, nothing waiting in the transport's buffer), and say whether it did: the same bytes, and what
+    protocol_send does short of its lock and drain, which would not wait then. Always False under another server
+    (Quart's test client) or over HTTP/2. Whoever calls it keeps the socket's frames in order
+    (blueprints/realtime.py). Found from `send` at each call: an idle socket keeps nothing more for it."""
+    stream = getattr(send, "__self__", None)
+    if not isinstance(stream, ws_stream.WSStream) or stream.closed:
+        return False
+    protocol = stream.send.__self__
+    if (
+        not isinstance(protocol, hypercorn_h11.H11Protocol)
+        or stream.state is not ws_stream.ASGIWebsocketState.CONNECTED
+        or stream.connection.state is not ConnectionState.OPEN
+    ):
+        return False
+    server = protocol.send.__self__  # hypercorn's TCPServer: its writer, and the lock its sends take
+    transport = server.writer.transport
+    if server.send_lock.locked() or transport.is_closing() or transport.get_write_buffer_size():
+        return False  # a frame on its way, or a client that is not reading: hypercorn's path waits for it
+    if message.frame is None:
+        message.frame = bytes(_SERVER_FRAMES.send_data(message["text"]))
+    transport.write(message.frame)
+    return True
+
+
 class LazyEvent:
     """hypercorn's event (worker_context.EventWrapper's methods), with no asyncio.Event until one is awaited."""
 

@@ -179,3 +179,62 @@ async def test_other_frames_go_hypercorns_way_and_none_is_written_once_a_close_i
     with pytest.raises(UnexpectedMessageError):  # after the app's own close, as hypercorn
         await stream.app_send(text_message("later still"))
     assert connection.sent == []
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.buffered = 0
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+class TCPServer:
+    """What write_now reaches below the HTTP/1.1 protocol: hypercorn's TCPServer, its writer and send lock."""
+
+    def __init__(self) -> None:
+        self.send_lock = asyncio.Lock()
+        self.writer = type("Writer", (), {})()
+        self.writer.transport = Transport()
+
+    async def protocol_send(self, event) -> None:
+        raise AssertionError("hypercorn's path: not taken by write_now")
+
+
+async def test_a_frame_is_written_at_once_only_when_the_connection_takes_it_without_waiting():
+    stream, connection = await accepted_stream()
+    server = TCPServer()
+    connection.send = server.protocol_send
+    transport = server.writer.transport
+    message = text_message("now")
+
+    def write_now(message) -> bool:
+        return lean_hypercorn.write_now(stream.app_send, message)
+
+    assert write_now(message) and transport.written == [message.frame]
+    transport.buffered = 10  # the client is not reading everything: hypercorn's path waits for it
+    assert not write_now(message)
+    transport.buffered = 0
+    async with server.send_lock:  # a frame is being written through hypercorn
+        assert not write_now(message)
+    transport.closing = True
+    assert not write_now(message)
+    transport.closing = False
+    await stream.app_send({"type": "websocket.close", "code": 1000})
+    assert not write_now(message)
+    assert transport.written == [message.frame]
+
+
+def test_there_is_no_writing_at_once_under_another_server():
+    async def send(message) -> None:
+        pass
+
+    assert not lean_hypercorn.write_now(send, text_message("no"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 from quart_auth import current_user
@@ -117,3 +118,58 @@ async def test_a_replay_stops_once_its_client_has_gone(app, signup, monkeypatch)
     await socket.__aenter__()
     await asyncio.wait_for(socket.__aexit__(None, None, None), 5)
     assert batches == [2]
+
+
+class FrameWriter:
+    """Stands in for lean_hypercorn.write_now (hypercorn's connection) under the test client: records what a
+    socket writes at once, or refuses, as a connection that cannot take a frame without waiting does."""
+
+    def __init__(self) -> None:
+        self.takes = True
+        self.written: list[str] = []
+
+    def __call__(self, send, message) -> bool:
+        if self.takes:
+            self.written.append(orjson.loads(message["text"])["message"]["content"])
+        return self.takes
+
+
+async def test_a_waiting_socket_takes_messages_at_once_and_queues_what_its_connection_cannot(app, signup, monkeypatch):
+    """Messages published while a socket waits with nothing queued are written at once by the publisher (no wake
+    of the socket's task); one its connection cannot take now goes through the queue and the task, as before;
+    each message once, in order, whichever way it went. With Redis (events of a room may come out of order across
+    workers) every message goes through the task, which fills gaps from the database."""
+    writer = FrameWriter()
+    monkeypatch.setattr(realtime, "write_now", writer)
+    ordered = app.extensions["chat"].broker.ordered
+    alice_client, alice = await signup("alice")
+    bob_client, bob = await signup("bob")
+    received: list[str] = []
+
+    async def send(content: str) -> None:
+        response = await bob_client.post("/send-message", json={"receiver_id": alice["id"], "content": content})
+        assert response.status_code == 201
+
+    async def receive(ws) -> None:
+        received.append(orjson.loads(await asyncio.wait_for(ws.receive(), 5))["message"]["content"])
+
+    async with alice_client.websocket(f"/ws/rooms/{room_for(alice['id'], bob['id'])}") as ws:
+        assert '"presence"' in await asyncio.wait_for(ws.receive(), 5)
+        await asyncio.sleep(0.05)  # the socket waits
+        await send("m1")
+        await send("m2")
+        writer.takes = False
+        await send("m3")
+        for _ in range(1 if ordered else 3):
+            await receive(ws)
+        writer.takes = True
+        await asyncio.sleep(0.05)  # the socket's task has taken its queue and waits again
+        await send("m4")
+        if not ordered:
+            await receive(ws)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ws.receive(), 0.3)  # nothing more
+    if ordered:
+        assert (writer.written, received) == (["m1", "m2", "m4"], ["m3"])
+    else:
+        assert (writer.written, received) == ([], ["m1", "m2", "m3", "m4"])
