@@ -20,7 +20,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from .broker import Broker, Event
-from .db import param, param_prefix, params
+from .db import param, param_prefix, params, select
 from .errors import APIError
 from .files import attach, check_attachable, with_files
 from .models import (
@@ -504,8 +504,7 @@ async def frames_after(room: Room, after: int, limit: int, up_to: int | None = N
         f"SELECT {MESSAGE_COLUMNS}, event, target_id FROM messages WHERE {' AND '.join(conditions)}"  # noqa: S608
         f" ORDER BY id LIMIT {mark}{len(values)}"
     )
-    connection = get_connection("default")
-    _, rows = await connection.execute_query(sql, values)
+    rows = await select(sql, values)
     width = len(MESSAGE_FIELDS)
     edited = [row[width + 1] for row in rows if row[width] == EDIT]
     messages = {message["id"]: message for message in [message_json(*row[:width]) for row in rows]}
@@ -604,7 +603,7 @@ async def _page(
     )
     # rows as the driver gives them (sqlite3.Row, asyncpg Record), their columns in MESSAGE_FIELDS order: passed
     # to message_json by position, not made into dicts first and unpacked by name, which took twice as long
-    _, rows = await get_connection("default").execute_query(sql, values)
+    rows = await select(sql, values)
     messages = [message_json(*row[:-2]) for row in rows]
     # the files' and the reactions' queries only for the messages that have some: most pages have none of either,
     # and then they are not sent

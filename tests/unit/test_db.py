@@ -149,3 +149,42 @@ def test_history_selects_the_columns_in_the_order_message_json_takes_them():
     assert positional == MESSAGE_FIELDS
     # what is not a column of messages is read apart and passed by name
     assert {p.name for p in parameters if p.kind == p.KEYWORD_ONLY} == set(COMPUTED_FIELDS)
+
+
+@pytest.mark.sqlite_only
+async def test_a_short_read_on_the_loop_sees_every_commit_and_answers_as_tortoise_does(app, tmp_path):
+    reads = db._loop_reads[0]
+    await api_register(app.test_client(), "alice")
+    sql, values = "SELECT id, username FROM users WHERE username_key = ?1", ["alice"]
+    _, through_tortoise = await get_connection("default").execute_query(sql, values)
+    assert reads.rows(sql, values) == [tuple(row) for row in through_tortoise] != []
+    await api_register(app.test_client(), "bob")  # committed through Tortoise's connection, then read on the loop's
+    assert [row[1] for row in reads.rows("SELECT id, username FROM users ORDER BY id", [])] == ["alice", "bob"]
+    with pytest.raises(sqlite3.OperationalError):  # only reads: a write is refused, not sent another way
+        reads.rows("DELETE FROM users", [])
+
+
+def test_a_read_that_meets_a_lock_is_left_to_tortoise_at_once(tmp_path):
+    path = tmp_path / "locked.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("CREATE TABLE t (a)")
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("INSERT INTO t VALUES (1)")  # holds the file's lock until it closes
+    reads = db.LoopReads(path)
+    try:
+        assert reads.rows("SELECT a FROM t", []) is None  # at once: no busy wait on the event loop
+    finally:
+        reads.close()
+        holder.close()
+    reads = db.LoopReads(path)
+    assert reads.rows("SELECT a FROM t", []) == [(1,)]  # the lock gone
+    reads.close()
+
+
+async def test_select_goes_through_tortoise_where_the_loop_cannot_read(app, monkeypatch):
+    await api_register(app.test_client(), "alice")
+    for reads in db._loop_reads:
+        monkeypatch.setattr(reads, "rows", lambda sql, values: None)
+    rows = await db.select(f"SELECT username FROM users WHERE id = {db.param(1)}", [1])
+    assert [row[0] for row in rows] == ["alice"]
