@@ -25,8 +25,9 @@ At 10 000 idle websockets on a worker each KiB per socket is 10 MB (docs/perform
    connection's writer. A server frame is the same bytes on every socket (unmasked; no extension is negotiated,
    3.; hypercorn never fragments a message), so a `broker.TextMessage` keeps its frame once framed, and on an
    HTTP/1.1 websocket in the open state it is written through the connection's own send (its lock and
-   backpressure, as hypercorn's path ends). A message to 10 000 sockets is framed once; the rest of that path cost
-   about a third of the fan-out's time (docs/performance.md, part 5).
+   backpressure, as hypercorn's path ends). A message to 10 000 sockets is framed once; that path was about 40 %
+   of the fan-out's time (docs/performance.md, part 5). `write_now` writes such a frame at once, for a socket
+   whose connection takes it without waiting (blueprints/realtime.py, `_deliver_now`).
 
 `install()` (called by create_app) applies all five to the hypercorn version they were written against, and refuses
 to start on another: these replace hypercorn internals, so a new version must be read again before it is pinned.
@@ -90,20 +91,34 @@ _app_send = ws_stream.WSStream.app_send
 _SERVER_FRAMES = FrameProtocol(client=False, extensions=[])  # keeps no state between whole messages
 
 
+def _framed(message: TextMessage) -> bytes:
+    """The message's frame, made the first time any socket sends it."""
+    if message.frame is None:
+        message.frame = bytes(_SERVER_FRAMES.send_data(message["text"]))
+    return message.frame
+
+
+def _open_over_http1(stream: ws_stream.WSStream) -> hypercorn_h11.H11Protocol | None:
+    """The HTTP/1.1 protocol below an accepted websocket that can still take frames; None otherwise (over HTTP/2 a
+    frame is an h2 DATA frame; once a close is under way wsproto refuses frames, and hypercorn drops them)."""
+    protocol = stream.send.__self__
+    if (
+        stream.closed
+        or stream.state is not ws_stream.ASGIWebsocketState.CONNECTED
+        or stream.connection.state is not ConnectionState.OPEN
+        or not isinstance(protocol, hypercorn_h11.H11Protocol)
+    ):
+        return None
+    return protocol
+
+
 async def _app_send_framed_once(self: ws_stream.WSStream, message) -> None:
     """WSStream.app_send, with a TextMessage's frame made once for all sockets and written as hypercorn would."""
-    if (
-        type(message) is TextMessage
-        and self.state is ws_stream.ASGIWebsocketState.CONNECTED
-        and not self.closed
-        and self.connection.state is ConnectionState.OPEN  # else wsproto refuses, and hypercorn drops the frame
-        and isinstance(self.send.__self__, hypercorn_h11.H11Protocol)  # over HTTP/2 a frame is an h2 DATA frame
-    ):
-        if message.frame is None:
-            message.frame = bytes(_SERVER_FRAMES.send_data(message["text"]))
-        await self.send.__self__.send(RawData(data=message.frame))  # what H11Protocol.stream_send does with it
-        return
-    await _app_send(self, message)
+    protocol = _open_over_http1(self) if type(message) is TextMessage else None
+    if protocol is None:
+        await _app_send(self, message)
+    else:
+        await protocol.send(RawData(data=_framed(message)))  # what H11Protocol.stream_send does with it
 
 
 def write_now(send, message: TextMessage) -> bool:
@@ -114,22 +129,14 @@ def write_now(send, message: TextMessage) -> bool:
     (Quart's test client) or over HTTP/2. Whoever calls it keeps the socket's frames in order
     (blueprints/realtime.py). Found from `send` at each call: an idle socket keeps nothing more for it."""
     stream = getattr(send, "__self__", None)
-    if not isinstance(stream, ws_stream.WSStream) or stream.closed:
-        return False
-    protocol = stream.send.__self__
-    if (
-        not isinstance(protocol, hypercorn_h11.H11Protocol)
-        or stream.state is not ws_stream.ASGIWebsocketState.CONNECTED
-        or stream.connection.state is not ConnectionState.OPEN
-    ):
+    protocol = _open_over_http1(stream) if isinstance(stream, ws_stream.WSStream) else None
+    if protocol is None:
         return False
     server = protocol.send.__self__  # hypercorn's TCPServer: its writer, and the lock its sends take
     transport = server.writer.transport
     if server.send_lock.locked() or transport.is_closing() or transport.get_write_buffer_size():
         return False  # a frame on its way, or a client that is not reading: hypercorn's path waits for it
-    if message.frame is None:
-        message.frame = bytes(_SERVER_FRAMES.send_data(message["text"]))
-    transport.write(message.frame)
+    transport.write(_framed(message))
     return True
 
 
