@@ -12,14 +12,28 @@ than the disk would grow the server's memory by the whole file. So, for `POST /f
   control holds the client back), as asgi_websocket.py does for frames.
 
 Every other request keeps Quart's behaviour (its body is awaited whole, within 64 KiB).
+
+**A request whose body hypercorn has already queued is handled in hypercorn's app task.** Quart runs every
+request as three tasks more: one that moves the body's events into the request and waits for the client to leave,
+one that handles the request, and one that bounds the sending of the answer (`asyncio.wait_for`), with
+`asyncio.wait` and `gather` to join them. For nearly every request that is all plumbing: hypercorn reads the
+request line, headers and body in one read and queues the body's events before the app runs. So when the
+receive is lean_hypercorn's Mailbox and the whole body is in it, the body is taken at once and the request is
+handled in the task already running; the only event that can still come is the client leaving, and its arrival
+cancels the handling, as Quart's receiver would (`_ClientLeaving`). The answer's sending is bounded by
+`asyncio.timeout`, which needs no task. A body still on its way, an upload and any other server keep Quart's way.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from quart.asgi import ASGIHTTPConnection
-from quart.wrappers.request import Body
+from quart.asgi import ASGIHTTPConnection, _handle_exception
+from quart.utils import cancel_tasks, raise_task_exceptions
+from quart.wrappers import Response
+from quart.wrappers.request import Body, Request
+
+from .mailbox import Mailbox
 
 UPLOAD_PATH = "/files"
 
@@ -45,7 +59,86 @@ class StreamedBody(Body):
             await self._taken.wait()
 
 
+class _ClientLeaving:
+    """A Mailbox's listener while its request is handled in hypercorn's app task: the body is whole, so what
+    hypercorn puts next is the client leaving, which cancels the handling."""
+
+    __slots__ = ("task", "left")
+
+    def __init__(self, task: asyncio.Task) -> None:
+        self.task = task
+        self.left = False
+
+    def wake(self) -> None:
+        if not self.left:
+            self.left = True
+            self.task.cancel()
+
+
+def _take_queued_body(events: Mailbox, request: Request) -> bool | None:
+    """Move the body's events hypercorn has already queued into the request: True once the body is whole, False
+    while more is to come, None if the client has left."""
+    while not events.empty():
+        message = events.get_nowait()
+        if message["type"] != "http.request":  # http.disconnect
+            return None
+        request.body.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            request.body.set_complete()
+            return True
+    return False
+
+
 class BoundedHTTPConnection(ASGIHTTPConnection):
+    async def __call__(self, receive, send) -> None:
+        events = getattr(receive, "__self__", None)
+        if type(events) is not Mailbox or self._is_upload():
+            await super().__call__(receive, send)
+            return
+        request = self._create_request_from_scope(send)
+        whole = _take_queued_body(events, request)
+        if whole is None or (whole and not events.empty()):  # gone before the answer: nothing to answer
+            return
+        if whole:
+            await self._handle_in_this_task(request, events, send)
+        else:
+            await self._handle_with_receiver(request, receive, send)
+
+    async def _handle_in_this_task(self, request: Request, events: Mailbox, send) -> None:
+        task = asyncio.current_task()
+        leaving = events.listener = _ClientLeaving(task)
+        try:
+            await self.handle_request(request, send)
+        except asyncio.CancelledError:
+            if not leaving.left or task.uncancel() > 0:  # hypercorn's own cancellation goes on
+                raise
+        finally:
+            events.listener = None
+
+    async def _handle_with_receiver(self, request: Request, receive, send) -> None:
+        """Quart's way (ASGIHTTPConnection.__call__), for a request already made."""
+        receiver_task = asyncio.ensure_future(self.handle_messages(request, receive))
+        handler_task = asyncio.ensure_future(self.handle_request(request, send))
+        done, pending = await asyncio.wait([handler_task, receiver_task], return_when=asyncio.FIRST_COMPLETED)
+        await cancel_tasks(pending)
+        raise_task_exceptions(done)
+
+    async def handle_request(self, request: Request, send) -> None:
+        """Quart's, with the answer's sending bounded by asyncio.timeout rather than wait_for's task."""
+        try:
+            response = await self.app.handle_request(request)
+        except Exception as error:
+            response = await _handle_exception(self.app, error)
+        if isinstance(response, Response) and response.timeout != Ellipsis:
+            timeout = response.timeout
+        else:
+            timeout = self.app.config["RESPONSE_TIMEOUT"]
+        try:
+            async with asyncio.timeout(timeout):
+                await self._send_response(send, response)
+        except TimeoutError:
+            pass
+
     def _is_upload(self) -> bool:
         return self.scope["method"] == "POST" and self.scope["path"] == UPLOAD_PATH
 

@@ -1,0 +1,175 @@
+"""chat.asgi_http's connection: a request whose body hypercorn has queued is handled in hypercorn's app task, and
+the client leaving cancels it as Quart's receiver would (uploads: tests/unit/blueprints/test_files.py and
+tests/system/test_files.py; the whole server: the system tests)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+from quart import Quart, request
+
+from chat.asgi_http import BoundedHTTPConnection
+from chat.mailbox import Mailbox
+
+
+class Probe:
+    """What the test app's handlers saw."""
+
+    def __init__(self) -> None:
+        self.tasks: list[asyncio.Task] = []
+        self.waiting = asyncio.Event()
+        self.cancelled = False
+
+
+@pytest.fixture
+def probe() -> Probe:
+    return Probe()
+
+
+@pytest.fixture
+def echo_app(probe: Probe) -> Quart:
+    app = Quart(__name__)
+    app.asgi_http_class = BoundedHTTPConnection
+
+    @app.post("/echo")
+    async def echo() -> dict:
+        probe.tasks.append(asyncio.current_task())
+        return {"echo": (await request.get_json())["text"]}
+
+    @app.get("/wait")
+    async def wait() -> dict:
+        probe.waiting.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            probe.cancelled = True
+            raise
+        return {}
+
+    return app
+
+
+def http_scope(method: str, path: str, body: bytes = b"") -> dict:
+    headers = [(b"host", b"chat.test")]
+    if body:
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+        "extensions": {},
+    }
+
+
+def queued(*events: dict) -> Mailbox:
+    """The app's receive as lean_hypercorn makes it (hypercorn's max_app_queue_size), these events waiting."""
+    mailbox = Mailbox(10)
+    for event in events:
+        mailbox.put_nowait(event)
+    return mailbox
+
+
+BODY = b'{"text": "hello"}'
+WHOLE_BODY = (
+    {"type": "http.request", "body": BODY, "more_body": True},
+    {"type": "http.request", "body": b"", "more_body": False},
+)
+
+
+class Answer:
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    async def __call__(self, event: dict) -> None:
+        self.events.append(event)
+
+    @property
+    def status(self) -> int | None:
+        return next((event["status"] for event in self.events if event["type"] == "http.response.start"), None)
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(event.get("body", b"") for event in self.events if event["type"] == "http.response.body")
+
+
+async def test_a_request_whose_body_is_queued_is_handled_in_the_servers_task(echo_app, probe):
+    answer, events = Answer(), queued(*WHOLE_BODY)
+    tasks_before = len(asyncio.all_tasks())
+
+    async def served() -> None:
+        await echo_app(http_scope("POST", "/echo", BODY), events.get, answer)
+        assert len(asyncio.all_tasks()) == tasks_before + 1  # this one: nothing left behind
+
+    server_task = asyncio.ensure_future(served())
+    await server_task
+
+    assert answer.status == 200 and orjson.loads(answer.body) == {"echo": "hello"}
+    assert probe.tasks == [server_task]  # no task of Quart's in between
+    assert events.empty() and events.listener is None
+
+
+async def test_a_body_still_arriving_is_awaited_as_quart_does(echo_app, probe):
+    answer, events = Answer(), queued(WHOLE_BODY[0])
+    server_task = asyncio.ensure_future(echo_app(http_scope("POST", "/echo", BODY), events.get, answer))
+    await asyncio.sleep(0.01)
+    assert answer.events == []  # the handler waits for the rest of the body
+    await events.put(WHOLE_BODY[1])
+    await asyncio.wait_for(server_task, 5)
+
+    assert answer.status == 200 and orjson.loads(answer.body) == {"echo": "hello"}
+    assert probe.tasks and probe.tasks[0] is not server_task  # Quart's handler task
+
+
+async def test_the_client_leaving_cancels_the_handling_and_nothing_is_answered(echo_app, probe):
+    answer, events = Answer(), queued(WHOLE_BODY[1])
+    server_task = asyncio.ensure_future(echo_app(http_scope("GET", "/wait"), events.get, answer))
+    await asyncio.wait_for(probe.waiting.wait(), 5)
+
+    await events.put({"type": "http.disconnect"})  # as hypercorn does when the connection closes
+    await asyncio.wait_for(server_task, 5)  # returns: the client's leaving is no error
+
+    assert probe.cancelled and answer.events == []
+    assert not server_task.cancelled() and server_task.cancelling() == 0
+    assert events.listener is None
+
+
+async def test_a_client_gone_before_its_request_was_handled_gets_nothing(echo_app, probe):
+    for waiting in ((WHOLE_BODY[0], {"type": "http.disconnect"}), (*WHOLE_BODY, {"type": "http.disconnect"})):
+        answer = Answer()
+        await echo_app(http_scope("POST", "/echo", BODY), queued(*waiting).get, answer)
+        assert answer.events == [] and probe.tasks == []
+
+
+async def test_the_servers_own_cancellation_is_not_swallowed(echo_app, probe):
+    answer, events = Answer(), queued(WHOLE_BODY[1])
+    server_task = asyncio.ensure_future(echo_app(http_scope("GET", "/wait"), events.get, answer))
+    await asyncio.wait_for(probe.waiting.wait(), 5)
+
+    server_task.cancel()  # hypercorn stopping
+    await events.put({"type": "http.disconnect"})  # and the client leaving, at the same moment
+    with pytest.raises(asyncio.CancelledError):
+        await server_task
+    assert probe.cancelled and answer.events == []
+
+
+async def test_an_answer_the_client_does_not_take_is_given_up_after_the_response_timeout(echo_app, probe):
+    echo_app.config["RESPONSE_TIMEOUT"] = 0.05
+    sent: list[dict] = []
+
+    async def stuck(event: dict) -> None:  # a client that never reads: hypercorn's send waits for the socket
+        sent.append(event)
+        await asyncio.Event().wait()
+
+    await asyncio.wait_for(echo_app(http_scope("POST", "/echo", BODY), queued(*WHOLE_BODY).get, stuck), 5)
+    assert [event["type"] for event in sent] == ["http.response.start"]
