@@ -179,20 +179,28 @@ async def follow_account_changes(app_state: AppState) -> None:
         try:
             subscription = await app_state.broker.subscribe((ACCOUNTS_CHANNEL,), 1024)
         except BrokerUnavailable:
-            forget_sessions_of(None)
+            _forget_every_account(app_state)
             await asyncio.sleep(1)
             continue
         try:
             await _forget_ended_sessions(subscription)
         finally:
             await app_state.broker.unsubscribe(subscription)
-        forget_sessions_of(None)  # overflowed: whatever was missed, nothing cached is trusted
+        _forget_every_account(app_state)  # overflowed
 
 
 def _forget_account(user_id: int) -> None:
-    """What this worker remembers of an account: its cached sessions, and that it exists (it may be deleted)."""
+    """What this worker remembers of an account: its cached sessions, that it exists (it may be deleted), and
+    the history pages (a deleted account's messages may have lost their content)."""
     forget_sessions_of(user_id)
     state().known_users.discard(user_id)
+    state().pages.forget()
+
+
+def _forget_every_account(app_state: AppState) -> None:
+    """Whatever was missed of the accounts channel: nothing cached is trusted."""
+    forget_sessions_of(None)
+    app_state.pages.forget()
 
 
 async def _forget_ended_sessions(subscription) -> None:

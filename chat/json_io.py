@@ -36,9 +36,12 @@ class OrjsonProvider(DefaultJSONProvider):
     def response(self, *args: Any, **kwargs: Any) -> Response:
         """The body encoded once, straight to bytes (the base class makes a str of orjson's bytes, then the
         response encodes that str again)."""
-        obj = self._prepare_response_obj(args, kwargs)
-        body = orjson.dumps(obj, default=_jsonable, option=_RESPONSE_OPTIONS)
-        return self._app.response_class(body, mimetype=self.mimetype)
+        return self._app.response_class(encode(self._prepare_response_obj(args, kwargs)), mimetype=self.mimetype)
+
+
+def encode(obj: Any) -> bytes:
+    """A JSON answer's body, as every route's is encoded (a body kept ready: page_cache.py)."""
+    return orjson.dumps(obj, default=_jsonable, option=_RESPONSE_OPTIONS)
 
 
 def _jsonable(value: Any) -> Any:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from quart import current_app
 
+from .page_cache import PageCache
+
 if TYPE_CHECKING:  # services.build_state makes them: security imports state() at run time, not the reverse
     from .broker import Broker
     from .config import Settings
@@ -42,6 +44,7 @@ class AppState:
     hash_gate: HashGate
     sockets: SocketLimits
     sessions: SessionCache  # sessions checked in the last seconds
+    pages: PageCache = field(default_factory=PageCache)  # history answers while their room is unchanged
     redis: object | None = None  # the shared Redis client, when CHAT_BROKER_URL is redis://
     file_store: FileStore | None = None  # files.store(): CHAT_FILES_URL's store, opened on first use
     message_writer: object | None = None  # conversations.MessageWriter, made on the first send

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint
+from quart import Blueprint, Response, current_app
 from quart_auth import login_required
 from quart_schema import validate_querystring, validate_request
 
@@ -38,15 +38,15 @@ async def send_message(data: SendMessageIn) -> tuple[dict, int]:
 @login_required
 @validate_querystring(MessagesQuery)
 @documented((MessagesOut, 200), errors=(400, 401, 403, 404, 503), session=True)
-async def get_messages(query_args: MessagesQuery) -> dict:
+async def get_messages(query_args: MessagesQuery) -> Response:
     """A page of the conversation with user_id, oldest first: the newest `limit` messages, or the ones
     just before / after a message id."""
     me = (await signed_in()).user.id
     room = await _room(me, query_args.user_id, query_args.room)
-    messages, has_more = await conversations.room_history(
+    body = await conversations.room_history_json(
         room, before=query_args.before, after=query_args.after, limit=query_args.limit
     )
-    return {"messages": messages, "has_more": has_more}
+    return current_app.response_class(body, mimetype="application/json")
 
 
 @bp.post("/mark-read")

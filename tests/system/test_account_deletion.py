@@ -33,6 +33,8 @@ async def test_deleting_frees_the_name_ends_sessions_and_keeps_the_others_histor
     await api_login(other_tab, "alice")
     bob, b = await signup("bob")
     await converse(alice, a, bob, b)
+    before = [(a["id"], "from alice"), (b["id"], "from bob"), (a["id"], "again alice")]
+    assert await history(bob, a["id"]) == before  # a page now in the worker's cache (page_cache.py)
 
     await assert_error(await alice.post("/delete-account", json={"password": "wrong password"}), 401)
     await assert_error(await alice.post("/delete-account", json={}), 400, "validation_error")

@@ -18,7 +18,7 @@ import websockets
 
 from testkit.backends import BACKEND, MIGRATIONS, backend_settings, psql
 from testkit.files import multipart, png, store_settings
-from testkit.http import signed_in_client
+from testkit.http import PASSWORD, signed_in_client
 from testkit.probes import app_tracebacks, connection_holders, descendants, wait_until
 from testkit.servers import ROOT, Server, free_port, suite_settings
 from testkit.ws import Person, ResumingClient, message_frame, new_person, presence_frame, recv_until
@@ -95,6 +95,34 @@ async def test_two_machines_chat_live_with_presence_typing_and_resume(tmp_path):
         stored = [m["id"] for m in alice.get("/get-messages", params={"user_id": b["id"]}).json()["messages"]]
         assert replayed == [i for i in stored if i > last_seen]
         assert {m["id"] for m in sent} <= set(replayed)
+    finally:
+        stop_all(one, two)
+
+
+def test_a_page_cached_on_one_machine_follows_changes_made_on_another(tmp_path):
+    one, two = machines(tmp_path, 2)
+    try:
+        alice, a = signed_in_client(one.base_url, "alice")
+        bob, b = signed_in_client(two.base_url, "bob")
+
+        def page() -> list[tuple[str, bool, int]]:  # as bob reads it on machine two
+            messages = bob.get("/get-messages", params={"user_id": a["id"]}).json()["messages"]
+            return [(m["content"], m["deleted"], len(m["reactions"])) for m in messages]
+
+        sent = [alice.post("/send-message", json={"receiver_id": b["id"], "content": f"m{i}"}).json() for i in range(3)]
+        assert page() == [("m0", False, 0), ("m1", False, 0), ("m2", False, 0)]
+        assert alice.patch(f"/messages/{sent[0]['id']}", json={"content": "edited"}).status_code == 200
+        assert alice.put(f"/messages/{sent[1]['id']}/reactions/%F0%9F%91%8D").status_code == 204
+        assert alice.delete(f"/messages/{sent[2]['id']}").status_code == 204
+        assert page() == [("edited", False, 0), ("m1", False, 1), ("", True, 0)]
+
+        alice.post("/send-message", json={"receiver_id": b["id"], "content": "last words"})
+        assert page()[-1] == ("last words", False, 0)
+        # an account deleted on machine one: its messages' content goes on machine two too, as soon as the
+        # accounts channel says so (no new row in the room tells the page)
+        assert alice.post("/delete-account", json={"password": PASSWORD}).status_code == 204
+        erased = [("", False, 0), ("", False, 1), ("", True, 0), ("", False, 0)]
+        wait_until(lambda: page() == erased, timeout=2.5)  # well under PAGE_CACHE_SECONDS
     finally:
         stop_all(one, two)
 

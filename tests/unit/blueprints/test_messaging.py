@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
+import orjson
 import pytest
 
+from chat import conversations
 from chat.models import Message, ReadMarker
 from chat.rooms import room_for
+from chat.state import state
 from testkit.app import MESSAGE_FIELDS, assert_error
 
 MAX_ID = 2**31 - 1
@@ -170,6 +174,45 @@ async def test_paging_newest_then_before_then_after(pair):
 
     exact = await page(alice, user_id=b["id"], limit=7)
     assert [m["id"] for m in exact["messages"]] == ids and exact["has_more"] is False
+
+
+async def test_a_page_is_answered_from_the_cache_until_its_room_changes(pair, app, monkeypatch):
+    alice, a, bob, b = pair
+    ids = await conversation(alice, b["id"], 3)
+    built = []
+    room_history = conversations.room_history
+
+    async def counted(*args, **kwargs):
+        built.append(kwargs)
+        return await room_history(*args, **kwargs)
+
+    monkeypatch.setattr(conversations, "room_history", counted)
+
+    async def body(client, other: dict) -> bytes:
+        response = await client.get("/get-messages", query_string={"user_id": other["id"]})
+        assert response.status_code == 200 and response.content_type == "application/json"
+        return await response.get_data()
+
+    first = await body(alice, b)
+    assert await body(bob, a) == await body(alice, b) == first and len(built) == 1  # one room: one page for both
+    assert [m["id"] for m in orjson.loads(first)["messages"]] == ids
+
+    changes = (
+        lambda: send(alice, b["id"], "one more"),
+        lambda: alice.patch(f"/messages/{ids[0]}", json={"content": "edited"}),
+        lambda: bob.put(f"/messages/{ids[1]}/reactions/{quote('👍', safe='')}"),
+        lambda: alice.delete(f"/messages/{ids[2]}"),
+    )
+    for change in changes:
+        assert (await change()).status_code in (200, 201, 204)
+        fresh = await body(bob, a)
+        async with app.app_context():
+            state().pages.forget()
+        assert fresh == await body(bob, a)  # what the cache answered is what a new build answers
+    page_now = orjson.loads(fresh)["messages"]
+    assert [m["content"] for m in page_now] == ["edited", "message 1", "", "one more"]
+    assert page_now[1]["reactions"][0]["user_ids"] == [b["id"]] and page_now[2]["deleted"] is True
+    assert len(built) == 1 + 2 * len(changes)
 
 
 async def test_default_limit_is_50_and_200_is_the_most(pair):
