@@ -1,5 +1,5 @@
-"""`python -m bench.asgi_profile`: what one send and one history page (the newest, and one `before=` in the middle) cost
-in chat's process, layer by layer.
+"""`python -m bench.asgi_profile`: what one send and one history page (the newest, one `before=` in the middle, and the
+newest built anew rather than answered from the page cache) cost in chat's process, layer by layer.
 
 The application (SQLite in a temporary folder, started as hypercorn would start it) is called directly through
 ASGI, one request after the other, without a server and without a network: what is measured is everything
@@ -137,8 +137,10 @@ async def measure(requests: int, top: int) -> None:
                 assert status == 201, answer
                 return orjson.loads(answer)["id"]
 
-            def history(query: str):
+            def history(query: str, cached: bool = True):
                 async def read() -> None:
+                    if not cached:  # as the first reader after a change of the room (page_cache.py)
+                        app.extensions["chat"].pages.forget()
                     status, answer = await asgi.request("GET", "/get-messages", query=query.encode())
                     assert status == 200, answer
 
@@ -149,6 +151,7 @@ async def measure(requests: int, top: int) -> None:
                 ("send", send),
                 ("history", history(f"user_id={bob}&limit=50")),
                 ("history before=", history(f"user_id={bob}&limit=50&before={sent[60]}")),  # a page in the middle
+                ("history, not cached", history(f"user_id={bob}&limit=50", cached=False)),
             )
             for name, call in calls:
                 for _ in range(200):
