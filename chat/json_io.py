@@ -81,6 +81,17 @@ ChatQuart.session_interface = _NoSessions()
 
 
 class ChatRequest(Request):
+    async def get_data(self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False) -> str | bytes:
+        """Quart's, without its `asyncio.wait_for` (a task per request) when the body is already whole, as nearly
+        every JSON body is by the time the view reads it (asgi_http.py)."""
+        body = self.body
+        if parse_form_data or not body._complete.is_set():
+            return await super().get_data(cache, as_text, parse_form_data)
+        raw = await body  # whole: no wait, and the 413 of an oversized body is raised as Quart raises it
+        if not cache:
+            body.clear()
+        return raw.decode() if as_text else raw
+
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         if cache and self._cached_json[silent] is not Ellipsis:
             return self._cached_json[silent]

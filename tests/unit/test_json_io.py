@@ -3,9 +3,13 @@ and the quick coroutine check."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from quart import session
 from quart.sessions import NullSession
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
 
 from chat import json_io
 from chat.schemas import SendMessageIn
@@ -54,3 +58,46 @@ async def test_only_the_auth_routes_may_sign_in_or_out(app):
     async with app.test_request_context("/get-users"):
         with pytest.raises(RuntimeError):
             auth.login_user(SessionUser("token"))  # its cookie would never be written
+
+
+def _request(body: bytes, max_content_length: int | None = 64) -> json_io.ChatRequest:
+    return json_io.ChatRequest(
+        "POST",
+        "http",
+        "/send-message",
+        b"",
+        Headers({"Content-Length": str(len(body)), "Content-Type": "application/json"}),
+        "",
+        "1.1",
+        max_content_length=max_content_length,
+        body_timeout=0.2,
+        scope={},
+        send_push_promise=None,
+    )
+
+
+async def test_a_whole_body_is_read_without_waiting_and_a_coming_one_within_the_body_timeout(monkeypatch):
+    def no_wait_for(*_args, **_kwargs):
+        raise AssertionError("a whole body needs no wait_for")
+
+    whole = _request(b'{"a": 1}')
+    whole.body.set_result(b'{"a": 1}')
+    with monkeypatch.context() as patched:
+        patched.setattr(asyncio, "wait_for", no_wait_for)
+        assert await whole.get_data() == b'{"a": 1}' and await whole.get_data(as_text=True) == '{"a": 1}'
+        assert await whole.get_json() == {"a": 1}
+        assert await whole.get_data(cache=False) == b'{"a": 1}' and await whole.get_data() == b""
+
+    coming = _request(b'{"a": 1}')
+    coming.body.append(b'{"a"')  # the rest never comes: Quart's 408 after body_timeout
+    with pytest.raises(RequestTimeout):
+        await coming.get_data()
+
+
+async def test_an_oversized_body_is_refused_whole_or_not():
+    grown = _request(b"x" * 65)
+    grown.body.append(b"x" * 65)  # past the limit: the body is marked whole, with its 413
+    announced = _request(b"x" * 65)  # its Content-Length over the limit: refused before any byte
+    for request in (grown, announced):
+        with pytest.raises(RequestEntityTooLarge):
+            await request.get_data()
