@@ -29,7 +29,7 @@ from pathlib import Path
 
 import orjson
 
-from chat.mailbox import Mailbox
+from testkit.asgi import body_events, http_scope, queued
 
 PACKAGES = (
     "quart_schema",
@@ -68,29 +68,8 @@ class _Asgi:
 
     async def request(self, method: str, path: str, query: bytes = b"", body: bytes = b"") -> tuple[int, bytes]:
         headers = [(b"host", b"localhost"), (b"cookie", self.cookie), (b"user-agent", b"bench")]
-        if body:
-            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": query,
-            "root_path": "",
-            "headers": headers,
-            "client": ("127.0.0.1", 40000),
-            "server": ("127.0.0.1", 8000),
-            "extensions": {},
-        }
-        # the request's events queued as hypercorn queues them (lean_hypercorn's Mailbox) before the app runs:
-        # a body, then its end
-        events = Mailbox(10)
-        if body:
-            events.put_nowait({"type": "http.request", "body": body, "more_body": True})
-        events.put_nowait({"type": "http.request", "body": b"", "more_body": False})
+        scope = http_scope(method, path, query, headers, body)
+        events = queued(*body_events(body))  # waiting before the app runs, as hypercorn queues them
         out: dict = {"status": 0, "body": b""}
 
         async def send(message: dict) -> None:

@@ -11,7 +11,7 @@ import pytest
 from quart import Quart, request
 
 from chat.asgi_http import BoundedHTTPConnection
-from chat.mailbox import Mailbox
+from testkit.asgi import body_events, http_scope, queued
 
 
 class Probe:
@@ -51,40 +51,8 @@ def echo_app(probe: Probe) -> Quart:
     return app
 
 
-def http_scope(method: str, path: str, body: bytes = b"") -> dict:
-    headers = [(b"host", b"chat.test")]
-    if body:
-        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8000),
-        "extensions": {},
-    }
-
-
-def queued(*events: dict) -> Mailbox:
-    """The app's receive as lean_hypercorn makes it (hypercorn's max_app_queue_size), these events waiting."""
-    mailbox = Mailbox(10)
-    for event in events:
-        mailbox.put_nowait(event)
-    return mailbox
-
-
 BODY = b'{"text": "hello"}'
-WHOLE_BODY = (
-    {"type": "http.request", "body": BODY, "more_body": True},
-    {"type": "http.request", "body": b"", "more_body": False},
-)
+WHOLE_BODY = body_events(BODY)
 
 
 class Answer:
@@ -108,7 +76,7 @@ async def test_a_request_whose_body_is_queued_is_handled_in_the_servers_task(ech
     tasks_before = len(asyncio.all_tasks())
 
     async def served() -> None:
-        await echo_app(http_scope("POST", "/echo", BODY), events.get, answer)
+        await echo_app(http_scope("POST", "/echo", body=BODY), events.get, answer)
         assert len(asyncio.all_tasks()) == tasks_before + 1  # this one: nothing left behind
 
     server_task = asyncio.ensure_future(served())
@@ -121,7 +89,7 @@ async def test_a_request_whose_body_is_queued_is_handled_in_the_servers_task(ech
 
 async def test_a_body_still_arriving_is_awaited_as_quart_does(echo_app, probe):
     answer, events = Answer(), queued(WHOLE_BODY[0])
-    server_task = asyncio.ensure_future(echo_app(http_scope("POST", "/echo", BODY), events.get, answer))
+    server_task = asyncio.ensure_future(echo_app(http_scope("POST", "/echo", body=BODY), events.get, answer))
     await asyncio.sleep(0.01)
     assert answer.events == []  # the handler waits for the rest of the body
     await events.put(WHOLE_BODY[1])
@@ -147,7 +115,7 @@ async def test_the_client_leaving_cancels_the_handling_and_nothing_is_answered(e
 async def test_a_client_gone_before_its_request_was_handled_gets_nothing(echo_app, probe):
     for waiting in ((WHOLE_BODY[0], {"type": "http.disconnect"}), (*WHOLE_BODY, {"type": "http.disconnect"})):
         answer = Answer()
-        await echo_app(http_scope("POST", "/echo", BODY), queued(*waiting).get, answer)
+        await echo_app(http_scope("POST", "/echo", body=BODY), queued(*waiting).get, answer)
         assert answer.events == [] and probe.tasks == []
 
 
@@ -171,5 +139,5 @@ async def test_an_answer_the_client_does_not_take_is_given_up_after_the_response
         sent.append(event)
         await asyncio.Event().wait()
 
-    await asyncio.wait_for(echo_app(http_scope("POST", "/echo", BODY), queued(*WHOLE_BODY).get, stuck), 5)
+    await asyncio.wait_for(echo_app(http_scope("POST", "/echo", body=BODY), queued(*WHOLE_BODY).get, stuck), 5)
     assert [event["type"] for event in sent] == ["http.response.start"]
