@@ -81,6 +81,16 @@ ChatQuart.session_interface = _NoSessions()
 
 
 class ChatRequest(Request):
+    _blueprints: tuple[object, list[str]] | None = None  # (the url_rule they were read from, the names)
+
+    @property
+    def blueprints(self) -> list[str]:
+        """Quart's, worked out once per request: Quart asks for them in each of its hooks' passes (before,
+        after, teardown), and each time split the endpoint's name anew."""
+        if self._blueprints is None or self._blueprints[0] is not self.url_rule:
+            self._blueprints = (self.url_rule, Request.blueprints.fget(self))
+        return self._blueprints[1]
+
     async def get_data(self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False) -> str | bytes:
         """Quart's, without its `asyncio.wait_for` (a task per request) when the body is already whole, as nearly
         every JSON body is by the time the view reads it (asgi_http.py)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from quart import session
+from quart import request, session
 from quart.sessions import NullSession
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
@@ -98,6 +98,14 @@ async def test_an_oversized_body_is_refused_whole_or_not():
     grown = _request(b"x" * 65)
     grown.body.append(b"x" * 65)  # past the limit: the body is marked whole, with its 413
     announced = _request(b"x" * 65)  # its Content-Length over the limit: refused before any byte
-    for request in (grown, announced):
+    for refused in (grown, announced):
         with pytest.raises(RequestEntityTooLarge):
-            await request.get_data()
+            await refused.get_data()
+
+
+async def test_a_requests_blueprints_are_quarts_worked_out_once(app):
+    async with app.test_request_context("/get-messages", method="GET"):
+        matched = request._get_current_object()
+        assert matched.blueprints == ["messaging"] and matched.blueprints is matched.blueprints
+        matched.url_rule = None  # as before routing: worked out again
+        assert matched.blueprints == []
