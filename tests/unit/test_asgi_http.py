@@ -73,11 +73,11 @@ class Answer:
 
 async def test_a_request_whose_body_is_queued_is_handled_in_the_servers_task(echo_app, probe):
     answer, events = Answer(), queued(*WHOLE_BODY)
-    tasks_before = len(asyncio.all_tasks())
+    tasks_before = asyncio.all_tasks()
 
     async def served() -> None:
         await echo_app(http_scope("POST", "/echo", body=BODY), events.get, answer)
-        assert len(asyncio.all_tasks()) == tasks_before + 1  # this one: nothing left behind
+        assert asyncio.all_tasks() - tasks_before == {asyncio.current_task()}  # nothing left behind
 
     server_task = asyncio.ensure_future(served())
     await server_task
