@@ -146,7 +146,7 @@ def test_a_channel_created_with_someone_appears_live_and_its_messages_raise_thei
     expect(alice.messages.last.locator(".sender")).to_have_text("bob")
 
     # a reload opens the same channel from its address
-    bob.page.reload()
+    bob.reload()
     expect(bob.page.locator("#peer-name")).to_have_text("general")
     expect(bob.contents()).to_have_count(3)
     assert_clean(alice, bob)
@@ -323,7 +323,7 @@ def test_mentions_and_direct_messages_notify_while_the_tab_is_hidden(people, bro
     expect(bob.page.get_by_role("button", name="Notify me of mentions and direct messages")).to_be_visible()
     bob.page.context.grant_permissions(["notifications"], origin=server.base_url)
     bob.page.add_init_script(WATCH_NOTIFICATIONS)
-    bob.page.reload()
+    bob.reload()
     expect(bob.person_link("alice")).to_be_visible()
     # permission given: nothing more to offer
     expect(bob.page.get_by_role("button", name="Notify me of mentions and direct messages")).to_be_hidden()
