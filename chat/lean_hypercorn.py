@@ -1,5 +1,6 @@
-"""Four things hypercorn 0.18 keeps for every connection that this server does not need, taken out, and one thing
-it does for every frame sent that a frame sent to many sockets needs done once.
+"""Four things hypercorn 0.18 keeps for every connection that this server does not need, taken out; one thing
+it does for every frame sent that a frame sent to many sockets needs done once; and one it does for every request
+that a timer does.
 
 At 10 000 idle websockets on a worker each KiB per socket is 10 MB (docs/performance.md, "Lean sockets"):
 
@@ -28,19 +29,26 @@ At 10 000 idle websockets on a worker each KiB per socket is 10 MB (docs/perform
    backpressure, as hypercorn's path ends). A message to 10 000 sockets is framed once; that path was about 40 %
    of the fan-out's time (docs/performance.md, part 5). `write_now` writes such a frame at once, for a socket
    whose connection takes it without waiting (blueprints/realtime.py, `_deliver_now`).
+6. **Two tasks per request for the keep-alive timeout.** Each time an HTTP connection goes idle (after every
+   answer) hypercorn starts a task that waits, through `asyncio.wait_for` (a second task), for keep_alive_timeout
+   or the worker's shutdown, and when the next request arrives it cancels that task and waits for it to end: about
+   4 % of a send's throughput (measured with the timeout taken out). Here going idle arms a timer handle and a
+   request disarms it (`KeepAliveTimer`); when it fires, or when the worker begins to stop while the connection
+   is idle, the connection is closed as hypercorn's task would close it.
 
-`install()` (called by create_app) applies all five to the hypercorn version they were written against, and refuses
+`install()` (called by create_app) applies all six to the hypercorn version they were written against, and refuses
 to start on another: these replace hypercorn internals, so a new version must be read again before it is pinned.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from functools import partial
 from importlib.metadata import version
 
 import h11
-from hypercorn.asyncio import task_group, worker_context
+from hypercorn.asyncio import task_group, tcp_server, worker_context
 from hypercorn.events import RawData
 from hypercorn.protocol import h11 as hypercorn_h11
 from hypercorn.protocol import ws_stream
@@ -141,13 +149,15 @@ def write_now(send, message: TextMessage) -> bool:
 
 
 class LazyEvent:
-    """hypercorn's event (worker_context.EventWrapper's methods), with no asyncio.Event until one is awaited."""
+    """hypercorn's event (worker_context.EventWrapper's methods), with no asyncio.Event until one is awaited.
+    `on_set`: called when it is set (the worker's `terminated` closes its idle connections through it)."""
 
-    __slots__ = ("_set", "_event")
+    __slots__ = ("_set", "_event", "on_set")
 
     def __init__(self) -> None:
         self._set = False
         self._event: asyncio.Event | None = None
+        self.on_set: Callable[[], None] | None = None
 
     async def clear(self) -> None:
         self._set = False
@@ -165,9 +175,59 @@ class LazyEvent:
         self._set = True
         if self._event is not None:
             self._event.set()
+        if self.on_set is not None:
+            self.on_set()
 
     def is_set(self) -> bool:
         return self._set
+
+
+class KeepAliveTimer:
+    """TCPServer's `idle_task` (AsyncioSingleTask, running TCPServer._idle_timeout) as one timer handle: `restart`
+    when the connection goes idle, `stop` when a request arrives or the connection ends (hypercorn's calls)."""
+
+    __slots__ = ("_server", "_handle")
+
+    def __init__(self) -> None:
+        self._server: tcp_server.TCPServer | None = None
+        self._handle: asyncio.TimerHandle | None = None
+
+    async def restart(self, task_group, action) -> None:
+        self._disarm()
+        server = self._server = action.__self__  # action: the TCPServer's _idle_timeout
+        if server.context.terminated.is_set():  # _idle_timeout's wait would end at once
+            self.expire()
+            return
+        self._handle = server.loop.call_later(server.config.keep_alive_timeout, self.expire)
+        _idle_connections(server.context).add(self)
+
+    async def stop(self) -> None:
+        self._disarm()
+
+    def _disarm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+            _idle_connections(self._server.context).discard(self)
+
+    def expire(self) -> None:
+        """Close the idle connection, as _idle_timeout does once its wait is over."""
+        self._disarm()
+        closing = self._server.loop.create_task(self._server._initiate_server_close())
+        _CLOSING.add(closing)  # a task the loop alone refers to may be collected before it ends
+        closing.add_done_callback(_CLOSING.discard)
+
+
+_CLOSING: set[asyncio.Task] = set()
+
+
+def _idle_connections(context: worker_context.WorkerContext) -> set[KeepAliveTimer]:
+    """The worker's idle connections' timers; its `terminated` expires them all (install() makes it a LazyEvent)."""
+    idle = context.__dict__.get("idle_connections")
+    if idle is None:
+        idle = context.idle_connections = set()
+        context.terminated.on_set = lambda: [timer.expire() for timer in list(idle)]
+    return idle
 
 
 def install() -> None:
@@ -179,3 +239,4 @@ def install() -> None:
     ws_stream.Handshake.accept = _accept_uncompressed
     worker_context.WorkerContext.event_class = LazyEvent
     ws_stream.WSStream.app_send = _app_send_framed_once
+    tcp_server.AsyncioSingleTask = KeepAliveTimer

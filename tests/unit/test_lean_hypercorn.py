@@ -1,6 +1,6 @@
 """What chat.lean_hypercorn takes out of hypercorn's connections: the app's events through a Mailbox with
 hypercorn's bound, no h11 state once a websocket upgrade is accepted, permessage-deflate declined, no asyncio.Event
-until one is awaited, a frame sent to many sockets framed once
+until one is awaited, a frame sent to many sockets framed once, the keep-alive timeout as a timer
 (real websockets through hypercorn: tests/system/test_websocket.py and the rest)."""
 
 from __future__ import annotations
@@ -238,3 +238,88 @@ def test_there_is_no_writing_at_once_under_another_server():
         pass
 
     assert not lean_hypercorn.write_now(send, text_message("no"))
+
+
+# ---------------------------------------------------------------- keep-alive: a timer, not two tasks a request
+
+
+async def answer(scope, receive, send) -> None:
+    if scope["type"] == "http":
+        if scope["path"] == "/slow":
+            await asyncio.sleep(0.3)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: chat.test\r\n\r\n"
+SLOW_REQUEST = b"GET /slow HTTP/1.1\r\nHost: chat.test\r\n\r\n"
+
+
+async def served(keep_alive_timeout: float):
+    """hypercorn's own serve() on a free loopback port, in this process: (port, stop, the serve task)."""
+    from hypercorn.asyncio import serve
+
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.keep_alive_timeout = keep_alive_timeout
+    config.graceful_timeout = 5
+    config.accesslog = config.errorlog = None
+    stop = asyncio.Event()
+    sockets = config.create_sockets()
+    port = sockets.insecure_sockets[0].getsockname()[1]
+    task = asyncio.ensure_future(serve(answer, config, shutdown_trigger=stop.wait))
+    config.create_sockets = lambda: sockets
+    return port, stop, task
+
+
+async def connect(port: int):
+    """A connection to the served port, once serve() listens on it."""
+    for _ in range(100):
+        try:
+            return await asyncio.open_connection("127.0.0.1", port)
+        except ConnectionRefusedError:
+            await asyncio.sleep(0.02)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+async def ask(reader, writer) -> bytes:
+    writer.write(REQUEST)
+    return await asyncio.wait_for(reader.readuntil(b"ok"), 2)
+
+
+def keep_alive_tasks() -> list[asyncio.Task]:
+    return [task for task in asyncio.all_tasks() if "_idle_timeout" in repr(task.get_coro())]
+
+
+async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout_and_a_busy_one_is_not():
+    port, stop, serving = await served(keep_alive_timeout=0.3)
+    reader, writer = await connect(port)
+    for _ in range(6):  # 0.6 s of requests 0.1 s apart: each one starts the idle time anew
+        assert (await ask(reader, writer)).startswith(b"HTTP/1.1 200")
+        assert keep_alive_tasks() == []  # idle between requests, with no task waiting for it
+        await asyncio.sleep(0.1)
+    loop = asyncio.get_running_loop()
+    idle_since = loop.time()
+    assert await asyncio.wait_for(reader.read(), 2) == b""  # closed by the server
+    assert 0.2 < loop.time() - idle_since < 1.5
+    writer.close()
+    stop.set()
+    await asyncio.wait_for(serving, 5)
+
+
+async def test_a_stopping_worker_closes_its_idle_connections_at_once_and_answers_the_busy_one():
+    port, stop, serving = await served(keep_alive_timeout=30)
+    idle_reader, idle_writer = await connect(port)
+    assert (await ask(idle_reader, idle_writer)).startswith(b"HTTP/1.1 200")
+    busy_reader, busy_writer = await connect(port)
+    busy_writer.write(SLOW_REQUEST)  # being answered: the connection is not idle
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    stopping = loop.time()
+    stop.set()
+    assert await asyncio.wait_for(idle_reader.read(), 2) == b""  # not after 30 s, nor graceful_timeout's 5
+    assert (await asyncio.wait_for(busy_reader.read(), 2)).startswith(b"HTTP/1.1 200")  # answered, then closed
+    await asyncio.wait_for(serving, 2)
+    assert loop.time() - stopping < 1.5
+    idle_writer.close()
+    busy_writer.close()
