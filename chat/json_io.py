@@ -122,19 +122,26 @@ class ChatRequest(Request):
 
 
 def json_responses_first(app: Quart) -> None:
-    """Turn a view's dict or list into a JSON response before quart-schema's conversion sees it.
+    """Turn a view's dict or list into a JSON response before quart-schema's conversion sees it, and let a response
+    with nothing for that conversion to do skip it.
 
     quart-schema runs every return value through a new pydantic TypeAdapter (built per response, a large share
-    of a small request's time); ours are plain JSON already, so orjson encodes them directly. Call this after
+    of a small request's time); ours are plain JSON already, so orjson encodes them directly. What is then a
+    response, alone or with a status, goes straight to Quart's make_response: quart-schema's conversion would
+    hand it back unchanged after looking up its settings (six context-local look-ups per request). Headers
+    returned beside a value still go through it (it writes their names in kebab-case). Call this after
     QuartSchema(app), whose make_response it wraps.
     """
     schema_make_response = app.make_response
+    quart_make_response = schema_make_response.__wrapped__  # what quart-schema's wrapper calls after converting
 
     async def make_response(result: Any) -> Response:
         value, rest = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
         if isinstance(value, dict | list):
-            response = app.json.response(value)
-            result = (response, *rest) if rest else response
+            value = app.json.response(value)
+            result = (value, *rest) if rest else value
+        if isinstance(value, Response) and all(type(part) is int for part in rest):
+            return await quart_make_response(result)
         return await schema_make_response(result)
 
     app.make_response = make_response  # type: ignore[method-assign]

@@ -109,3 +109,25 @@ async def test_a_requests_blueprints_are_quarts_worked_out_once(app):
         assert matched.blueprints == ["messaging"] and matched.blueprints is matched.blueprints
         matched.url_rule = None  # as before routing: worked out again
         assert matched.blueprints == []
+
+
+async def test_a_response_with_nothing_to_convert_skips_quart_schemas_conversion(app, monkeypatch):
+    import quart_schema.extension
+
+    converted = []
+    convert = quart_schema.extension.convert_response_return_value
+    monkeypatch.setattr(
+        quart_schema.extension,
+        "convert_response_return_value",
+        lambda result: converted.append(result) or convert(result),
+    )
+    async with app.test_request_context("/"):
+        for result in ({"a": 1}, ({"a": 1}, 201), [1, 2], app.response_class(b"x")):
+            assert isinstance(await app.make_response(result), app.response_class) and converted == []
+        created = await app.make_response(({"id": 7}, 201))
+        assert created.status_code == 201 and await created.get_data() == b'{"id":7}\n'
+        # headers beside a value: quart-schema's conversion, which writes their names in kebab-case
+        with_headers = await app.make_response(({"a": 1}, 200, {"retry_after": "5"}))
+        assert len(converted) == 1 and with_headers.headers["retry-after"] == "5"
+        plain = await app.make_response(("text", 200))  # anything else keeps quart-schema's way
+        assert len(converted) == 2 and await plain.get_data() == b"text"
