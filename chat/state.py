@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from quart import current_app
+from quart.globals import _cv_app
 
 from .page_cache import PageCache
 
@@ -69,4 +70,9 @@ class AppState:
 
 
 def state() -> AppState:
-    return current_app.extensions["chat"]
+    """The application's state. Read from Quart's context variable itself: a send asks for it five times, and
+    each look-up through the current_app proxy costs ~0.6 µs more (werkzeug's LocalProxy)."""
+    context = _cv_app.get(None)
+    if context is None:
+        return current_app.extensions["chat"]  # outside an application context: the proxy's own error
+    return context.app.extensions["chat"]
