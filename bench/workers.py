@@ -10,7 +10,8 @@ Redis prefix; the two worker counts interleaved in rounds, the order flipped eve
 ...), so that a drift in the machine's other load weighs on both; the ratio is given per round and as the median.
 
 Unlike the main harness the server is not pinned: two workers need both cores, so they share CPU 1 with wrk
-(pinned there; its CPU use is reported). As root, wrk and the servers run at niceness -20 (their sessions'
+(pinned there; its CPU use is reported). So are PostgreSQL's and Redis's CPU and the whole machine's busy time:
+on a machine of 2 cores they share the cores with the workers, and what they take the second worker cannot have. As root, wrk and the servers run at niceness -20 (their sessions'
 autogroups too, as in the main harness), so that other work on a shared machine weighs less. bcrypt is lowered
 to cost 4 for the sign-ups (sends are measured, not logins). After each run the stored messages are counted:
 every 2xx answer must be one stored row, and no client_id acknowledged twice.
@@ -44,6 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PG = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+# the processes of this machine's PostgreSQL and Redis (its services, shared by every run)
+SERVICES = {"postgres", "redis-server"}
 CONFIGS = {"postgres": "PostgreSQL + Redis", "sqlite": "SQLite + Redis"}
 
 
@@ -128,6 +131,24 @@ def serving(config: str, workers: int, workdir: Path) -> Iterator[Chat]:
         chat.drop()
 
 
+def services_cpu_seconds() -> float:
+    """CPU time used so far by this machine's PostgreSQL and Redis processes (SQLite runs inside the workers)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):  # a process gone between the listing and the read
+            if (entry / "comm").read_text().strip() in SERVICES:
+                total += cpu_seconds(int(entry.name))
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the machine's cores have spent busy so far, all processes (/proc/stat: all but idle and iowait)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def signed_in_pairs(base_url: str, users: int) -> list[tuple[str, int]]:
     """(cookie, the other person's id) for `users` people in pairs."""
     people = []
@@ -151,10 +172,15 @@ def one_run(config: str, workers: int, round_: int, args: argparse.Namespace, wo
         before = chat.stored_messages()
         ids = workdir / f"ids-{chat.tag}.txt"
         wrk_env = {"BENCH_PREFIX": f"w{workers}", "BENCH_WRK_IDS": str(ids)}
-        cpu_before, wall_before = chat.cpu_seconds(), time.perf_counter()
+        cpu_before, services_before, busy_before = chat.cpu_seconds(), services_cpu_seconds(), machine_busy_seconds()
+        wall_before = time.perf_counter()
         result = run_wrk(chat.server.base_url, "send.lua", args.seconds, args.connections, clients, workdir, wrk_env)
-        # what the machine gave the workers: a second worker helps only if it gets a core's time of its own
-        result["server_cpu_pct"] = round(100 * (chat.cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before))
+        wall = time.perf_counter() - wall_before
+        # what the machine gave the workers: a second worker helps only if it gets a core's time of its own, and
+        # PostgreSQL and Redis take theirs from the same cores
+        result["server_cpu_pct"] = round(100 * (chat.cpu_seconds() - cpu_before) / wall)
+        result["services_cpu_pct"] = round(100 * (services_cpu_seconds() - services_before) / wall)
+        result["machine_busy_pct"] = round(100 * (machine_busy_seconds() - busy_before) / wall)
         acknowledged = ids.read_text().splitlines()
         stored = chat.stored_messages() - before
     # every acknowledged send is one stored row: none lost, none doubled (wrk's last, unanswered requests may
@@ -192,9 +218,10 @@ def main() -> None:
     print()
     print(
         "| configuration | round | 1 worker req/s | 2 workers req/s | 2 ÷ 1 | p99 ms (1 / 2) "
-        "| server CPU % (1 / 2) | wrk CPU % (1 / 2) |"
+        "| server CPU % (1 / 2) | PostgreSQL + Redis CPU % (1 / 2) | wrk CPU % (1 / 2) "
+        f"| machine busy % of {100 * os.cpu_count()} (1 / 2) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for config in configs:
         ratios = []
         for round_ in range(1, args.rounds + 1):
@@ -207,9 +234,11 @@ def main() -> None:
                 f"| {CONFIGS[config]} | {round_} | {one['ok_per_s']:,.0f} | {two['ok_per_s']:,.0f} | {ratio:.2f}× "
                 f"| {one['p99_ms']:.0f} / {two['p99_ms']:.0f} "
                 f"| {one['server_cpu_pct']} / {two['server_cpu_pct']} "
-                f"| {one['client_cpu_pct']:.0f} / {two['client_cpu_pct']:.0f} |"
+                f"| {one['services_cpu_pct']} / {two['services_cpu_pct']} "
+                f"| {one['client_cpu_pct']:.0f} / {two['client_cpu_pct']:.0f} "
+                f"| {one['machine_busy_pct']} / {two['machine_busy_pct']} |"
             )
-        print(f"| {CONFIGS[config]} | median | | | {statistics.median(ratios):.2f}× | | | |")
+        print(f"| {CONFIGS[config]} | median | | | {statistics.median(ratios):.2f}× | | | | | |")
     bad = [row for row in rows if not row["exact"] or row["not_ok"]]
     for row in bad:
         print(
