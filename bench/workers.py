@@ -11,10 +11,11 @@ Redis prefix; the two worker counts interleaved in rounds, the order flipped eve
 
 Unlike the main harness the server is not pinned: two workers need both cores, so they share CPU 1 with wrk
 (pinned there; its CPU use is reported). So are PostgreSQL's and Redis's CPU and the whole machine's busy time:
-on a machine of 2 cores they share the cores with the workers, and what they take the second worker cannot have. As root, wrk and the servers run at niceness -20 (their sessions'
-autogroups too, as in the main harness), so that other work on a shared machine weighs less. bcrypt is lowered
-to cost 4 for the sign-ups (sends are measured, not logins). After each run the stored messages are counted:
-every 2xx answer must be one stored row, and no client_id acknowledged twice.
+on a machine of 2 cores they share the cores with the workers, and what they take the second worker cannot
+have. As root, wrk and the servers run at niceness -20 (their sessions' autogroups too, as in the main
+harness), so that other work on a shared machine weighs less. bcrypt is lowered to cost 4 for the sign-ups
+(sends are measured, not logins). After each run the stored messages are counted: every 2xx answer must be one
+stored row, and no client_id acknowledged twice.
 """
 
 from __future__ import annotations
