@@ -369,24 +369,17 @@ class MessageWriter:
 
     async def _insert(self, batch: list[_Pending]) -> list[int | None]:
         """INSERT the batch in one statement; the new id of each row, None where its client_id already existed.
-        The mentions of the batch go in with it, in the same transaction."""
-        columns = ("sender_id", "receiver_id", "room", "content", "timestamp", "client_id", "mentions", "reply_to")
-        values, rows = [], []
-        mark = "$" if self._is_postgres else "?"
-        for number, pending in enumerate(batch):
-            first = number * len(columns) + 1
-            rows.append("(" + ", ".join(f"{mark}{first + i}" for i in range(len(columns))) + ")")
-            values += [pending.sender_id, pending.receiver_id, pending.room.name, pending.content]
-            values += [pending.timestamp, pending.client_id, mention_text(pending.mentions), pending.reply_to]
-        sql = (
-            f"INSERT INTO messages ({', '.join(columns)}) VALUES {', '.join(rows)}"  # noqa: S608 - markers only
-            " ON CONFLICT DO NOTHING RETURNING id, sender_id, client_id"
-        )
-        mentioning = any(pending.mentions or pending.file_ids for pending in batch)
-        if not self._is_postgres and not mentioning:
-            # SQLite has one writer at a time: the ids of a statement are committed in order
-            returned = await get_connection("default").execute_query_dict(sql, values)
+        The mentions and files of the batch go in with it, in the same transaction."""
+        rows = [_row(pending) for pending in batch]
+        keys = sorted({_room_lock_key(pending.room) for pending in batch}) if self._is_postgres else []
+        if not any(pending.mentions or pending.file_ids for pending in batch):
+            if self._is_postgres:  # the rooms' locks, the rows and the commit in one statement: see _INSERT_LOCKED
+                arguments = [*(list(column) for column in zip(*rows, strict=True)), keys]
+                returned = await get_connection("default").execute_query_dict(_INSERT_LOCKED, arguments)
+            else:  # SQLite has one writer at a time: the ids of a statement are committed in order
+                returned = await get_connection("default").execute_query_dict(*_insert_values(rows, "?"))
             return _match_returned(batch, returned)
+        mark = "$" if self._is_postgres else "?"
         async with in_transaction() as connection:
             if self._is_postgres:
                 # PostgreSQL hands out ids to concurrent transactions that may commit in another order: a socket
@@ -394,9 +387,8 @@ class MessageWriter:
                 # so that two writers cannot deadlock) make allocation and commit one step per room. One statement
                 # takes them all (a round trip per room held the locks ~8x longer): in the array's order, as the
                 # ORDER BY makes the volatile lock calls run after the sort.
-                keys = sorted({_room_lock_key(pending.room) for pending in batch})
                 await connection.execute_query(_LOCK_ROOMS_IN_ORDER, [keys])
-            returned = await connection.execute_query_dict(sql, values)
+            returned = await connection.execute_query_dict(*_insert_values(rows, mark))
             ids = _match_returned(batch, returned)
             await _insert_mentions(connection, mark, batch, ids)
             for pending, message_id in zip(batch, ids, strict=True):
@@ -405,6 +397,30 @@ class MessageWriter:
                         connection, mark, message_id, pending.sender_id, pending.room.name, pending.file_ids
                     )
         return ids
+
+
+_COLUMNS = ("sender_id", "receiver_id", "room", "content", "timestamp", "client_id", "mentions", "reply_to")
+
+
+def _row(pending: _Pending) -> tuple:
+    """A message's values, in _COLUMNS' order."""
+    return (
+        pending.sender_id, pending.receiver_id, pending.room.name, pending.content,
+        pending.timestamp, pending.client_id, mention_text(pending.mentions), pending.reply_to,
+    )  # fmt: skip
+
+
+def _insert_values(rows: list[tuple], mark: str) -> tuple[str, list]:
+    """An INSERT of the rows as one VALUES list, and its values: (sql, values)."""
+    markers = [
+        "(" + ", ".join(f"{mark}{number * len(_COLUMNS) + column + 1}" for column in range(len(_COLUMNS))) + ")"
+        for number in range(len(rows))
+    ]
+    sql = (
+        f"INSERT INTO messages ({', '.join(_COLUMNS)}) VALUES {', '.join(markers)}"  # noqa: S608 - markers only
+        " ON CONFLICT DO NOTHING RETURNING id, sender_id, client_id"
+    )
+    return sql, [value for row in rows for value in row]
 
 
 def _match_returned(batch: list[_Pending], returned: list[dict]) -> list[int | None]:
@@ -455,6 +471,25 @@ def _delivery_channels(pending: _Pending) -> tuple[str, ...]:
 _LOCK_ROOMS_IN_ORDER = (
     "SELECT pg_advisory_xact_lock(key) FROM unnest($1::bigint[]) WITH ORDINALITY AS locks(key, position)"
     " ORDER BY position"
+)
+# A batch with no mentions and no files on PostgreSQL: one statement, committed by itself, so one round trip where
+# a transaction took four and held the rooms' locks for three of them (BEGIN, the locks, the INSERT, COMMIT: with
+# two workers their writers took turns on the locks for as long). The locks come first, in key order: the
+# materialized CTE is computed before its one row joins the new rows, and the sort waits for every joined row,
+# so no id is drawn before every lock is held. The statement's commit frees them, so each room's ids are still
+# allocated and committed in turn. The rows are the arrays' elements in order (ids grow in that order, as
+# _match_returned expects), and the text is the same for every batch size: one prepared statement.
+_INSERT_LOCKED = (
+    "WITH locked AS MATERIALIZED (SELECT count(*) AS rooms FROM ("
+    " SELECT pg_advisory_xact_lock(key) FROM unnest($9::bigint[]) WITH ORDINALITY AS locks(key, position)"
+    " ORDER BY position) AS taking)"
+    " INSERT INTO messages (sender_id, receiver_id, room, content, timestamp, client_id, mentions, reply_to)"
+    " SELECT m.sender_id, m.receiver_id, m.room, m.content, m.timestamp, m.client_id, m.mentions, m.reply_to"
+    " FROM locked, unnest($1::int[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[],"
+    " $8::int[]) WITH ORDINALITY AS m(sender_id, receiver_id, room, content, timestamp, client_id, mentions,"
+    " reply_to, position)"
+    " ORDER BY m.position"
+    " ON CONFLICT DO NOTHING RETURNING id, sender_id, client_id"
 )
 
 

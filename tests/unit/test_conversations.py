@@ -174,6 +174,32 @@ async def test_one_statement_takes_the_batch_rooms_locks_until_the_commit(app):
             await other.close()
 
 
+@pytest.mark.skipif(BACKEND != "postgres", reason="PostgreSQL's advisory locks")
+async def test_a_batch_in_one_statement_draws_no_id_before_it_holds_its_rooms_locks(app, signup):
+    """_INSERT_LOCKED: while another writer holds a room's lock, a message to that room waits without drawing an
+    id from the sequence (an id drawn early could be committed after a later one), then is stored once."""
+    import asyncpg
+
+    _, alice = await signup("alice")
+    _, bob = await signup("bob")
+    key = conversations._room_lock_key(Room.direct(alice["id"], bob["id"]))
+    sequence = "SELECT last_value, is_called FROM messages_id_seq"
+    async with app.app_context():
+        other = await asyncpg.connect(state().settings.resolved_database_url)
+        try:
+            await other.execute("SELECT pg_advisory_lock($1)", key)  # another writer in the middle of its commit
+            drawn = tuple(await other.fetchrow(sequence))
+            send = asyncio.create_task(conversations.send_message(alice["id"], bob["id"], "after you", "c-wait"))
+            await asyncio.sleep(0.3)
+            assert not send.done() and tuple(await other.fetchrow(sequence)) == drawn
+            await other.execute("SELECT pg_advisory_unlock($1)", key)
+            message, created = await asyncio.wait_for(send, 5)
+        finally:
+            await other.close()
+        first_free = drawn[0] + 1 if drawn[1] else drawn[0]  # the sequence's next id when the lock was taken
+        assert created and message["id"] == first_free and await Message.filter(client_id="c-wait").count() == 1
+
+
 async def test_a_send_cancelled_mid_insert_is_still_published(app, signup, monkeypatch):
     """A client that hangs up cancels its handler: a message stored by then must reach the room anyway."""
     _, alice = await signup("alice")
