@@ -399,7 +399,13 @@ class MessageWriter:
         return ids
 
 
-_COLUMNS = ("sender_id", "receiver_id", "room", "content", "timestamp", "client_id", "mentions", "reply_to")
+# a new message's columns, with the PostgreSQL type of each (_INSERT_LOCKED passes one array per column)
+_COLUMN_TYPES = {
+    "sender_id": "int", "receiver_id": "int", "room": "text", "content": "text",
+    "timestamp": "timestamptz", "client_id": "text", "mentions": "text", "reply_to": "int",
+}  # fmt: skip
+_COLUMNS = tuple(_COLUMN_TYPES)
+_COLUMN_LIST = ", ".join(_COLUMNS)
 
 
 def _row(pending: _Pending) -> tuple:
@@ -417,7 +423,7 @@ def _insert_values(rows: list[tuple], mark: str) -> tuple[str, list]:
         for number in range(len(rows))
     ]
     sql = (
-        f"INSERT INTO messages ({', '.join(_COLUMNS)}) VALUES {', '.join(markers)}"  # noqa: S608 - markers only
+        f"INSERT INTO messages ({_COLUMN_LIST}) VALUES {', '.join(markers)}"  # noqa: S608 - markers only
         " ON CONFLICT DO NOTHING RETURNING id, sender_id, client_id"
     )
     return sql, [value for row in rows for value in row]
@@ -468,10 +474,16 @@ def _delivery_channels(pending: _Pending) -> tuple[str, ...]:
     return (pending.room.channel, *(inbox_channel(user_id) for user_id in set(pending.room.members)))
 
 
-_LOCK_ROOMS_IN_ORDER = (
-    "SELECT pg_advisory_xact_lock(key) FROM unnest($1::bigint[]) WITH ORDINALITY AS locks(key, position)"
-    " ORDER BY position"
-)
+def _lock_rooms_in_order(keys_parameter: int) -> str:
+    """The statement that takes the advisory locks of the rooms whose sorted keys are parameter $keys_parameter."""
+    return (
+        f"SELECT pg_advisory_xact_lock(key) FROM unnest(${keys_parameter}::bigint[])"  # noqa: S608 - a number
+        " WITH ORDINALITY AS locks(key, position) ORDER BY position"
+    )
+
+
+_LOCK_ROOMS_IN_ORDER = _lock_rooms_in_order(1)
+
 # A batch with no mentions and no files on PostgreSQL: one statement, committed by itself, so one round trip where
 # a transaction took four and held the rooms' locks for three of them (BEGIN, the locks, the INSERT, COMMIT: with
 # two workers their writers took turns on the locks for as long). The locks come first, in key order: the
@@ -479,16 +491,12 @@ _LOCK_ROOMS_IN_ORDER = (
 # so no id is drawn before every lock is held. The statement's commit frees them, so each room's ids are still
 # allocated and committed in turn. The rows are the arrays' elements in order (ids grow in that order, as
 # _match_returned expects), and the text is the same for every batch size: one prepared statement.
+_COLUMN_ARRAYS = ", ".join(f"${number}::{kind}[]" for number, kind in enumerate(_COLUMN_TYPES.values(), start=1))
 _INSERT_LOCKED = (
-    "WITH locked AS MATERIALIZED (SELECT count(*) AS rooms FROM ("
-    " SELECT pg_advisory_xact_lock(key) FROM unnest($9::bigint[]) WITH ORDINALITY AS locks(key, position)"
-    " ORDER BY position) AS taking)"
-    " INSERT INTO messages (sender_id, receiver_id, room, content, timestamp, client_id, mentions, reply_to)"
-    " SELECT m.sender_id, m.receiver_id, m.room, m.content, m.timestamp, m.client_id, m.mentions, m.reply_to"
-    " FROM locked, unnest($1::int[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[],"
-    " $8::int[]) WITH ORDINALITY AS m(sender_id, receiver_id, room, content, timestamp, client_id, mentions,"
-    " reply_to, position)"
-    " ORDER BY m.position"
+    "WITH locked AS MATERIALIZED"  # noqa: S608 - column names and markers only
+    f" (SELECT count(*) AS rooms FROM ({_lock_rooms_in_order(len(_COLUMNS) + 1)}) AS taking)"
+    f" INSERT INTO messages ({_COLUMN_LIST}) SELECT {_COLUMN_LIST}"
+    f" FROM locked, unnest({_COLUMN_ARRAYS}) WITH ORDINALITY AS m({_COLUMN_LIST}, position) ORDER BY m.position"
     " ON CONFLICT DO NOTHING RETURNING id, sender_id, client_id"
 )
 
