@@ -265,11 +265,10 @@ async def served(keep_alive_timeout: float):
     config.graceful_timeout = 5
     config.accesslog = config.errorlog = None
     stop = asyncio.Event()
-    sockets = config.create_sockets()
-    port = sockets.insecure_sockets[0].getsockname()[1]
-    task = asyncio.ensure_future(serve(answer, config, shutdown_trigger=stop.wait))
+    sockets = config.create_sockets()  # bound here, so that the port is known before serve() listens on it
     config.create_sockets = lambda: sockets
-    return port, stop, task
+    task = asyncio.ensure_future(serve(answer, config, shutdown_trigger=stop.wait))
+    return sockets.insecure_sockets[0].getsockname()[1], stop, task
 
 
 async def connect(port: int):
