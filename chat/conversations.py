@@ -148,7 +148,8 @@ async def check_send_rate(sender_id: int, client_id: str | None) -> None:
     app_state = state()
     settings = app_state.settings
     key = f"send:{sender_id}"
-    wait = await app_state.throttle.retry_after(key, settings.send_limit, settings.send_window_seconds)
+    # checked and counted in one step (one round trip to Redis; two workers cannot both take the last place)
+    wait = await app_state.throttle.take(key, settings.send_limit, settings.send_window_seconds)
     if wait:
         # a retry of a message already stored is not a new message: it is answered even over the limit
         if client_id is not None and await Message.exists(sender_id=sender_id, client_id=client_id):
@@ -159,7 +160,6 @@ async def check_send_rate(sender_id: int, client_id: str | None) -> None:
             f"You are sending too fast; wait {wait} seconds.",
             {"Retry-After": str(wait)},
         )
-    await app_state.throttle.hit(key, settings.send_window_seconds)
 
 
 async def mentioned_members(room: Room, content: str) -> list[int]:

@@ -267,12 +267,11 @@ async def _check_quota(me: int) -> None:
     app_state = state()
     settings = app_state.settings
     key = f"upload:{me}"
-    wait = await app_state.throttle.retry_after(key, settings.upload_limit, settings.upload_window_seconds)
+    wait = await app_state.throttle.take(key, settings.upload_limit, settings.upload_window_seconds)
     if wait:
         raise APIError(
             429, "too_many_uploads", f"You are uploading too fast; wait {wait} seconds.", {"Retry-After": str(wait)}
         )
-    await app_state.throttle.hit(key, settings.upload_window_seconds)
 
 
 async def unsent_bytes(me: int) -> int:

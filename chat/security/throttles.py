@@ -15,14 +15,9 @@ from redis.exceptions import RedisError
 class Throttle(Protocol):
     """Sliding windows of hits per key: MemoryThrottle in one process, RedisThrottle shared by every worker."""
 
-    async def retry_after(self, key: str, limit: int, window: float) -> int | None:
-        """Seconds to wait if `key` has `limit` hits within `window`, else None."""
-
-    async def hit(self, key: str, window: float) -> None:
-        """Count one hit now."""
-
-    async def take(self, key: str, limit: int, window: float, slot: str) -> int | None:
-        """Count a hit named `slot` if `key` is under `limit`, as one atomic step; else the seconds to wait."""
+    async def take(self, key: str, limit: int, window: float, slot: str | None = None) -> int | None:
+        """Count a hit if `key` is under `limit`, as one atomic step; else the seconds to wait. Name the hit
+        `slot` to give it back later; None: a hit of its own, never given back."""
 
     async def give_back(self, key: str, slot: str) -> None:
         """Undo one `take`."""
@@ -76,15 +71,15 @@ class MemoryThrottle:
             for stale in list(self._hits):
                 self._recent(stale, window, now)
 
-    async def take(self, key: str, limit: int, window: float, slot: str) -> int | None:
-        """Count a hit named `slot` if `key` is under `limit`, as one step; else the seconds to wait.
+    async def take(self, key: str, limit: int, window: float, slot: str | None = None) -> int | None:
+        """Count a hit (named `slot`) if `key` is under `limit`, as one step; else the seconds to wait.
 
         Atomic in this process: nothing awaits between the check and the count, so concurrent callers can
         never take more than `limit` (a check now and a hit after the password check let 9 of 20 through).
         """
         if wait := await self.retry_after(key, limit, window):
             return wait
-        await self.hit(key, window, slot)
+        await self.hit(key, window, slot or "")
         return None
 
     async def give_back(self, key: str, slot: str) -> None:
@@ -126,32 +121,9 @@ class RedisThrottle:
         self._fallback = MemoryThrottle()
         self._take_script = client.register_script(_TAKE_SCRIPT)
 
-    async def retry_after(self, key: str, limit: int, window: float) -> int | None:
+    async def take(self, key: str, limit: int, window: float, slot: str | None = None) -> int | None:
         now = time.time()
-        try:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.zremrangebyscore(self._prefix + key, "-inf", now - window)
-                pipe.zrange(self._prefix + key, -limit, -limit, withscores=True)
-                pipe.zcard(self._prefix + key)
-                _, oldest, count = await pipe.execute()
-        except (OSError, RedisError):
-            return await self._fallback.retry_after(key, limit, window)
-        if count < limit or not oldest:
-            return None
-        return _wait_until_out(oldest[0][1], window, now)
-
-    async def hit(self, key: str, window: float) -> None:
-        now = time.time()
-        try:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.zadd(self._prefix + key, {secrets.token_hex(8): now})
-                pipe.expire(self._prefix + key, int(window) + 1)
-                await pipe.execute()
-        except (OSError, RedisError):
-            await self._fallback.hit(key, window)
-
-    async def take(self, key: str, limit: int, window: float, slot: str) -> int | None:
-        now = time.time()
+        slot = slot or secrets.token_hex(8)  # a sorted set's member: two hits of one key never share one
         try:
             oldest = await self._take_script(keys=[self._prefix + key], args=[now, window, limit, slot])
         except (OSError, RedisError):

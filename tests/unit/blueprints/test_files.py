@@ -184,6 +184,25 @@ async def test_past_the_limit_413_and_nothing_is_stored(tmp_path):
         assert len(stored_files(small.extensions["chat"].settings.instance_path / "files")) == 1
 
 
+async def test_uploading_faster_than_the_limit_is_429_with_retry_after(tmp_path):
+    from testkit.app import api_login, api_register, started_app
+
+    async with started_app(tmp_path / "tight", upload_limit=2, upload_window_seconds=60) as tight:
+        alice = tight.test_client()
+        await api_register(alice, "alice")
+        me = await api_login(alice, "alice")
+        room = f"dm-{me['id']}-{me['id']}"
+        for n in range(2):
+            await upload(alice, room, f"{n}.bin", b"x")
+        body, content_type = multipart("2.bin", b"x")
+        response = await alice.post(
+            "/files", query_string={"room": room}, data=body, headers={"Content-Type": content_type}
+        )
+        await assert_error(response, 429, "too_many_uploads")
+        assert 1 <= int(response.headers["Retry-After"]) <= 60
+        assert await File.all().count() == 2
+
+
 async def test_bad_uploads_are_400s_and_a_foreign_room_404(trio):
     (alice, _), (bob, b), (carol, _) = trio
     room = await channel(alice, b["id"])

@@ -62,6 +62,28 @@ async def test_take_checks_and_counts_in_one_step_and_gives_back_one_place():
     assert await throttle.take("k", 5, 60, "more") is not None
 
 
+async def test_hits_taken_without_a_slot_are_each_counted():
+    throttle = MemoryThrottle()
+    assert [await throttle.take("k", 3, 60) for _ in range(4)][:3] == [None, None, None]
+    assert await throttle.take("k", 3, 60) == 60  # the fourth and fifth wait for the first to leave the window
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="needs the Redis of the PostgreSQL + Redis pass")
+async def test_redis_hits_taken_without_a_slot_are_each_counted_once():
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    prefix = f"chat_test_take_{secrets.token_hex(4)}:"
+    throttles = [RedisThrottle(client, prefix) for _ in range(2)]  # as two workers
+    try:
+        taken = await asyncio.gather(*(throttles[n % 2].take("k", 5, 60) for n in range(8)))
+        assert taken.count(None) == 5, taken
+        assert await client.zcard(prefix + "k") == 5  # one member per hit: none overwrote another
+    finally:
+        await client.delete(prefix + "k")
+        await client.aclose()
+
+
 @pytest.mark.skipif(BACKEND != "postgres", reason="needs the Redis of the PostgreSQL + Redis pass")
 async def test_redis_take_is_atomic_across_concurrent_callers():
     from redis.asyncio import Redis
