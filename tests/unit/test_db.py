@@ -9,13 +9,14 @@ import sqlite3
 import pytest
 from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from chat import db
 from chat.config import load_settings
 from chat.models import COMPUTED_FIELDS, MESSAGE_FIELDS, Message, ReadMarker, User, message_json
 from chat.rooms import room_for
 from testkit.app import api_register, assert_error, started_app
-from testkit.backends import MIGRATIONS
+from testkit.backends import BACKEND, MIGRATIONS
 
 TABLES = {"users", "sessions", "messages", "read_markers", "tortoise_migrations"}
 
@@ -140,6 +141,34 @@ async def test_the_migration_lock_excludes_other_holders(tmp_path):
     async with db.migration_lock(settings):
         assert lock_path.exists() and not try_lock()
     assert try_lock()
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="asyncpg's pool: the PostgreSQL + Redis pass")
+async def test_a_pooled_connection_goes_back_without_a_reset_query_and_clean(app):
+    pool = get_connection("default")._pool
+    sent: list[str] = []
+
+    def log_query(record) -> None:
+        sent.append(record.query)
+
+    async with pool.acquire() as connection:
+        raw = connection._con
+    assert isinstance(raw, db.PooledConnection)
+    raw.add_query_logger(log_query)
+    try:
+        async with pool.acquire() as connection:
+            assert connection._con is raw  # the pool's one idle connection
+            await connection.execute("SELECT 1")
+        assert sent == ["SELECT 1"]  # asyncpg's reset query (a second round trip per query) is not sent
+        # a transaction that fails goes back rolled back: its lock is free, and the connection serves again
+        with pytest.raises(RuntimeError):
+            async with in_transaction() as transaction:
+                await transaction.execute_query("SELECT pg_advisory_xact_lock(4242)")
+                raise RuntimeError("the request failed")
+        assert not raw.is_in_transaction()
+        assert (await query("SELECT pg_try_advisory_xact_lock(4242) AS free"))[0]["free"]
+    finally:
+        raw.remove_query_logger(log_query)
 
 
 def test_history_selects_the_columns_in_the_order_message_json_takes_them():
