@@ -1,7 +1,7 @@
 """1 worker against 2 (hypercorn --workers N on one machine): `POST /send-message` throughput, side by side.
 
     .venv/bin/python -m bench.workers [--rounds 3] [--seconds 10] [--warmup 3] [--connections 32] [--users 40]
-                                      [--configs postgres,sqlite]
+                                      [--configs postgres,sqlite] [--chat-sources LABEL=DIR ...]
 
 Two configurations, each with Redis as the broker: PostgreSQL, and SQLite (one file shared by the workers of one
 machine). What the extra worker buys on this machine, measured fairly: the same load (users, connections,
@@ -16,6 +16,10 @@ have. As root, wrk and the servers run at niceness -20 (their sessions' autogrou
 harness), so that other work on a shared machine weighs less. bcrypt is lowered to cost 4 for the sign-ups
 (sends are measured, not logins). After each run the stored messages are counted: every 2xx answer must be one
 stored row, and no client_id acknowledged twice.
+
+`--chat-sources before=DIR` runs another tree of chat (`git worktree add DIR REV`) beside this one, as `make bench`
+does: every round runs each tree with 1 and 2 workers, the trees' order flipped every round too, and the table
+gives each tree's figures and, per worker count, this tree's req/s over the other's.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from testkit.servers import Server
 
 from . import procs
 from .httpload import run_wrk
-from .servers import exactly_env
+from .servers import CHAT, chat_sources, exactly_env
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -65,7 +69,7 @@ def broker_ok(base_url: str) -> bool:
 class Chat:
     """One server under test: `workers` hypercorn workers on a fresh database of `config` and a fresh Redis prefix."""
 
-    def __init__(self, config: str, workers: int, workdir: Path) -> None:
+    def __init__(self, config: str, workers: int, workdir: Path, source: Path = ROOT) -> None:
         self.config, self.workers = config, workers
         self.tag = f"chat_bench_{uuid.uuid4().hex[:8]}"
         self.sqlite_path = workdir / f"{self.tag}.sqlite3"
@@ -95,6 +99,7 @@ class Chat:
             extra_args=["--worker-class", "uvloop"],
             name=f"{self.tag}-{workers}",
             settings=exactly_env,
+            cwd=source,  # the tree whose chat/ is served
         )
 
     def cpu_seconds(self) -> float:
@@ -118,8 +123,8 @@ class Chat:
 
 
 @contextlib.contextmanager
-def serving(config: str, workers: int, workdir: Path) -> Iterator[Chat]:
-    chat = Chat(config, workers, workdir)
+def serving(config: str, workers: int, workdir: Path, source: Path = ROOT) -> Iterator[Chat]:
+    chat = Chat(config, workers, workdir, source)
     try:
         chat.server.start(wait=False)
         procs.set_niceness(os.getpriority(os.PRIO_PROCESS, 0), chat.server.proc.pid)  # its session: as bench/run.py
@@ -164,8 +169,10 @@ def signed_in_pairs(base_url: str, users: int) -> list[tuple[str, int]]:
     return [(cookie, people[index ^ 1][1]) for index, (cookie, _) in enumerate(people)]
 
 
-def one_run(config: str, workers: int, round_: int, args: argparse.Namespace, workdir: Path) -> dict:
-    with serving(config, workers, workdir) as chat:
+def one_run(
+    config: str, workers: int, round_: int, args: argparse.Namespace, workdir: Path, server: str, source: Path
+) -> dict:
+    with serving(config, workers, workdir, source) as chat:
         clients = signed_in_pairs(chat.server.base_url, args.users)
         if args.warmup:  # every worker's first requests (connections to the database and Redis) are not measured
             warm_env = {"BENCH_PREFIX": "warm", "BENCH_WRK_IDS": str(workdir / f"warm-{chat.tag}.txt")}
@@ -187,7 +194,10 @@ def one_run(config: str, workers: int, round_: int, args: argparse.Namespace, wo
     # every acknowledged send is one stored row: none lost, none doubled (wrk's last, unanswered requests may
     # add rows beyond the acknowledged ones, never fewer)
     exact = len(set(acknowledged)) == len(acknowledged) <= stored
-    return {"config": config, "workers": workers, "round": round_, "stored": stored, "exact": exact, **result}
+    return {
+        "server": server, "config": config, "workers": workers, "round": round_, "stored": stored, "exact": exact,
+        **result,
+    }  # fmt: skip
 
 
 def main() -> None:
@@ -199,10 +209,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=40)
     parser.add_argument("--nice", type=int, default=-20, help="as root: the niceness of wrk and the servers")
     parser.add_argument("--configs", default="postgres,sqlite", help="comma-separated: postgres, sqlite")
+    parser.add_argument(
+        "--chat-sources", nargs="*", default=[], help="LABEL=DIR: another tree of chat, run beside this one"
+    )
     args = parser.parse_args()
     configs = [name for name in args.configs.split(",") if name]
     if not set(configs) <= set(CONFIGS):
         parser.error(f"--configs: {args.configs!r}; known: {', '.join(CONFIGS)}")
+    try:
+        sources = chat_sources(tuple(args.chat_sources))
+    except ValueError as exc:
+        parser.error(str(exc))
     RESULTS.mkdir(parents=True, exist_ok=True)
     nice = procs.set_niceness(args.nice)  # wrk and, above, each server's session: other work disturbs them less
     out_path = RESULTS / f"workers-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.jsonl"
@@ -210,43 +227,66 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, open(out_path, "w") as out:
         for round_ in range(1, args.rounds + 1):
             for config in configs:
-                for workers in (1, 2) if round_ % 2 else (2, 1):
-                    row = one_run(config, workers, round_, args, Path(tmp))
-                    out.write(json.dumps(row) + "\n")
-                    out.flush()
-                    rows.append(row)
-                    print(f"round {round_} {CONFIGS[config]} {workers} worker(s): {row['ok_per_s']:,.0f} req/s")
+                for server, source in sources.items() if round_ % 2 else reversed(sources.items()):
+                    for workers in (1, 2) if round_ % 2 else (2, 1):
+                        row = one_run(config, workers, round_, args, Path(tmp), server, source)
+                        out.write(json.dumps(row) + "\n")
+                        out.flush()
+                        rows.append(row)
+                        print(
+                            f"round {round_} {server} {CONFIGS[config]} {workers} worker(s):"
+                            f" {row['ok_per_s']:,.0f} req/s"
+                        )
+    report(rows, configs, list(sources), args.rounds)
+    print(f"\nniceness {nice}; raw results: {out_path.relative_to(ROOT)}")
+
+
+def report(rows: list[dict], configs: list[str], servers: list[str], rounds: int) -> None:
     print()
     print(
-        "| configuration | round | 1 worker req/s | 2 workers req/s | 2 ÷ 1 | p99 ms (1 / 2) "
+        "| server | configuration | round | 1 worker req/s | 2 workers req/s | 2 ÷ 1 | p99 ms (1 / 2) "
         "| server CPU % (1 / 2) | PostgreSQL + Redis CPU % (1 / 2) | wrk CPU % (1 / 2) "
         f"| machine busy % of {100 * os.cpu_count()} (1 / 2) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def run(server: str, config: str, workers: int, round_: int) -> dict:
+        return next(
+            r for r in rows if (r["server"], r["config"], r["workers"], r["round"]) == (server, config, workers, round_)
+        )
+
     for config in configs:
-        ratios = []
-        for round_ in range(1, args.rounds + 1):
-            one, two = (
-                next(r for r in rows if (r["config"], r["workers"], r["round"]) == (config, w, round_)) for w in (1, 2)
-            )
-            ratio = two["ok_per_s"] / one["ok_per_s"]
-            ratios.append(ratio)
-            print(
-                f"| {CONFIGS[config]} | {round_} | {one['ok_per_s']:,.0f} | {two['ok_per_s']:,.0f} | {ratio:.2f}× "
-                f"| {one['p99_ms']:.0f} / {two['p99_ms']:.0f} "
-                f"| {one['server_cpu_pct']} / {two['server_cpu_pct']} "
-                f"| {one['services_cpu_pct']} / {two['services_cpu_pct']} "
-                f"| {one['client_cpu_pct']:.0f} / {two['client_cpu_pct']:.0f} "
-                f"| {one['machine_busy_pct']} / {two['machine_busy_pct']} |"
-            )
-        print(f"| {CONFIGS[config]} | median | | | {statistics.median(ratios):.2f}× | | | | | |")
+        for server in servers:
+            ratios = []
+            for round_ in range(1, rounds + 1):
+                one, two = run(server, config, 1, round_), run(server, config, 2, round_)
+                ratio = two["ok_per_s"] / one["ok_per_s"]
+                ratios.append(ratio)
+                print(
+                    f"| {server} | {CONFIGS[config]} | {round_} | {one['ok_per_s']:,.0f} | {two['ok_per_s']:,.0f} "
+                    f"| {ratio:.2f}× | {one['p99_ms']:.0f} / {two['p99_ms']:.0f} "
+                    f"| {one['server_cpu_pct']} / {two['server_cpu_pct']} "
+                    f"| {one['services_cpu_pct']} / {two['services_cpu_pct']} "
+                    f"| {one['client_cpu_pct']:.0f} / {two['client_cpu_pct']:.0f} "
+                    f"| {one['machine_busy_pct']} / {two['machine_busy_pct']} |"
+                )
+            print(f"| {server} | {CONFIGS[config]} | median | | | {statistics.median(ratios):.2f}× | | | | | |")
+        for other in servers[1:]:  # side by side: this tree over the other, per round, then the median
+            for workers in (1, 2):
+                ratios = [
+                    run(CHAT, config, workers, r)["ok_per_s"] / run(other, config, workers, r)["ok_per_s"]
+                    for r in range(1, rounds + 1)
+                ]
+                print(
+                    f"{CONFIGS[config]}, {workers} worker(s): {CHAT} ÷ {other} {statistics.median(ratios):.2f}×"
+                    f" ({' '.join(f'{ratio:.2f}' for ratio in ratios)})"
+                )
     bad = [row for row in rows if not row["exact"] or row["not_ok"]]
     for row in bad:
         print(
-            f"! {CONFIGS[row['config']]}, {row['workers']} worker(s), round {row['round']}: "
+            f"! {row['server']}, {CONFIGS[row['config']]}, {row['workers']} worker(s), round {row['round']}: "
             f"{row['not_ok']} non-2xx, exactly-once {'held' if row['exact'] else 'BROKEN'}"
         )
-    print(f"\nniceness {nice}; raw results: {out_path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
