@@ -63,6 +63,7 @@ class Settings(BaseModel):
     ws_frame_burst: int = Field(60, ge=1, le=1_000_000)
 
     db_pool_size: int = Field(10, ge=1, le=200)  # PostgreSQL connections per worker
+    redis_pool_size: int = Field(64, ge=2, le=10_000)  # Redis connections per worker; more calls wait their turn
     redis_prefix: str = Field("chat:", max_length=64)  # keys and channels: several deployments can share Redis
     presence_ttl_seconds: float = Field(30.0, ge=1, le=3600)  # how long a dead worker's users stay online
 

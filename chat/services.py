@@ -14,6 +14,8 @@ from .security import HashGate, MemoryThrottle, RedisThrottle, SessionCache
 from .sockets import SocketLimits
 from .state import AppState
 
+REDIS_WAIT_SECONDS = 5  # a call that finds every connection of the pool busy waits this long, then fails
+
 
 def build_state(settings: Settings) -> AppState:
     """memory:// keeps everything in this process; redis:// shares events, presence and throttling."""
@@ -34,18 +36,24 @@ def _build_state(settings: Settings) -> AppState:
         return AppState(
             settings, MemoryBroker(), MemoryPresence(), MemoryThrottle(), hash_gate, sockets, SessionCache()
         )
-    from redis.asyncio import Redis
+    from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
-    # no silent retries inside redis-py: an outage must surface at once so that sockets resume from the database
-    client = Redis.from_url(
+    # No silent retries inside redis-py: an outage must surface at once so that sockets resume from the database.
+    # A pool whose calls wait for a free connection: redis-py's default pool raises "Too many connections" past
+    # 100 calls at once, and a publish that failed so would leave the sockets without their event (a burst of
+    # sends, each checking its limit in Redis, can take them all).
+    pool = BlockingConnectionPool.from_url(
         settings.broker_url,
+        max_connections=settings.redis_pool_size,
+        timeout=REDIS_WAIT_SECONDS,
         socket_connect_timeout=2,
         socket_timeout=5,
         socket_keepalive=True,
         retry=Retry(NoBackoff(), 0),
     )
+    client = Redis.from_pool(pool)  # the client owns the pool: closing it closes the connections
     prefix = settings.redis_prefix
     broker = RedisBroker(client, prefix)
     presence = RedisPresence(client, prefix, settings.presence_ttl_seconds, broker)

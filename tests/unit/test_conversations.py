@@ -153,6 +153,28 @@ async def test_concurrent_sends_are_published_in_id_order(app, signup):
     assert published == list(stored)
 
 
+@pytest.mark.skipif(BACKEND != "postgres", reason="the Redis of the PostgreSQL + Redis pass")
+async def test_a_send_while_every_redis_connection_is_busy_waits_its_turn_and_is_published(tmp_path, caplog):
+    """A burst of calls can hold every connection of the worker's Redis pool (sends check their limit there): a
+    send then waits for a connection rather than failing, and its message is published. redis-py's default pool
+    raised "Too many connections" instead, and a publish that failed so left the sockets without the message."""
+    async with started_app(tmp_path, redis_pool_size=4) as small_pool:
+        alice, bob = small_pool.test_client(), small_pool.test_client()
+        a, b = await api_register(alice, "alice"), await api_register(bob, "bob")
+        room = Room.direct(a["id"], b["id"])
+        async with small_pool.app_context():
+            subscription = await state().broker.subscribe((room.channel,), 10)
+            client, pool = state().redis, state().redis.connection_pool
+            free = pool.max_connections - len(pool._in_use_connections)
+            held = [asyncio.create_task(client.blpop([f"nothing-{n}"], timeout=0.5)) for n in range(free)]
+            await asyncio.sleep(0.1)  # every connection of the pool is now waiting in BLPOP
+            message, created = await conversations.send_message(a["id"], b["id"], "in turn", "c-turn")
+            event = await asyncio.wait_for(subscription.queue.get(), 5)
+            await asyncio.gather(*held)
+    assert created and event.message_id == message["id"]
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR") and r.name.startswith("chat")]
+
+
 @pytest.mark.skipif(BACKEND != "postgres", reason="PostgreSQL's advisory locks")
 async def test_one_statement_takes_the_batch_rooms_locks_until_the_commit(app):
     """The writer locks every room of a batch at once (_LOCK_ROOMS_IN_ORDER); another writer cannot take any."""
