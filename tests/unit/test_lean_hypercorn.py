@@ -243,9 +243,13 @@ def test_there_is_no_writing_at_once_under_another_server():
 # ---------------------------------------------------------------- keep-alive: a timer, not two tasks a request
 
 
+slow_requests_begun: list[float] = []  # when each /slow request reached the app
+
+
 async def answer(scope, receive, send) -> None:
     if scope["type"] == "http":
         if scope["path"] == "/slow":
+            slow_requests_begun.append(asyncio.get_running_loop().time())
             await asyncio.sleep(0.3)
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"ok"})
@@ -290,17 +294,27 @@ def keep_alive_tasks() -> list[asyncio.Task]:
     return [task for task in asyncio.all_tasks() if "_idle_timeout" in repr(task.get_coro())]
 
 
-async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout_and_a_busy_one_is_not():
+async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout_and_a_busy_one_is_not(monkeypatch):
+    loop = asyncio.get_running_loop()
+    went_idle: list[float] = []  # when the server armed the connection's timer (it went idle)
+    restart = lean_hypercorn.KeepAliveTimer.restart
+
+    async def recording_restart(timer, task_group, action) -> None:
+        went_idle.append(loop.time())
+        await restart(timer, task_group, action)
+
+    monkeypatch.setattr(lean_hypercorn.KeepAliveTimer, "restart", recording_restart)
     port, stop, serving = await served(keep_alive_timeout=0.3)
     reader, writer = await connect(port)
-    for _ in range(6):  # 0.6 s of requests 0.1 s apart: each one starts the idle time anew
+    for number in range(6):  # 0.5 s of requests 0.1 s apart: each one starts the idle time anew
+        if number:
+            await asyncio.sleep(0.1)
         assert (await ask(reader, writer)).startswith(b"HTTP/1.1 200")
         assert keep_alive_tasks() == []  # idle between requests, with no task waiting for it
-        await asyncio.sleep(0.1)
-    loop = asyncio.get_running_loop()
-    idle_since = loop.time()
     assert await asyncio.wait_for(reader.read(), 2) == b""  # closed by the server
-    assert 0.2 < loop.time() - idle_since < 1.5
+    # the server's own clock, not the client's: a pause of this process before the client saw the last answer
+    # would shorten the time the client measures
+    assert 0.29 < loop.time() - went_idle[-1] < 1.5  # after the timeout (0.3 s) from the last answer, not at once
     writer.close()
     stop.set()
     await asyncio.wait_for(serving, 5)
@@ -311,8 +325,13 @@ async def test_a_stopping_worker_closes_its_idle_connections_at_once_and_answers
     idle_reader, idle_writer = await connect(port)
     assert (await ask(idle_reader, idle_writer)).startswith(b"HTTP/1.1 200")
     busy_reader, busy_writer = await connect(port)
+    slow_requests_begun.clear()
     busy_writer.write(SLOW_REQUEST)  # being answered: the connection is not idle
-    await asyncio.sleep(0.05)
+    for _ in range(200):
+        if slow_requests_begun:
+            break
+        await asyncio.sleep(0.01)
+    assert slow_requests_begun
     loop = asyncio.get_running_loop()
     stopping = loop.time()
     stop.set()
