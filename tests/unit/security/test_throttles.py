@@ -68,37 +68,37 @@ async def test_hits_taken_without_a_slot_are_each_counted():
     assert await throttle.take("k", 3, 60) == 60  # the fourth and fifth wait for the first to leave the window
 
 
-@pytest.mark.skipif(BACKEND != "postgres", reason="needs the Redis of the PostgreSQL + Redis pass")
-async def test_redis_hits_taken_without_a_slot_are_each_counted_once():
+@pytest.fixture
+async def redis_key():
+    """A Redis client and a prefix of its own for the key "k", which is deleted after the test."""
     from redis.asyncio import Redis
 
     client = Redis.from_url(REDIS_URL)
     prefix = f"chat_test_take_{secrets.token_hex(4)}:"
+    try:
+        yield client, prefix
+    finally:
+        await client.delete(prefix + "k")
+        await client.aclose()
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="needs the Redis of the PostgreSQL + Redis pass")
+async def test_redis_hits_taken_without_a_slot_are_each_counted_once(redis_key):
+    client, prefix = redis_key
     throttles = [RedisThrottle(client, prefix) for _ in range(2)]  # as two workers
-    try:
-        taken = await asyncio.gather(*(throttles[n % 2].take("k", 5, 60) for n in range(8)))
-        assert taken.count(None) == 5, taken
-        assert await client.zcard(prefix + "k") == 5  # one member per hit: none overwrote another
-    finally:
-        await client.delete(prefix + "k")
-        await client.aclose()
+    taken = await asyncio.gather(*(throttles[n % 2].take("k", 5, 60) for n in range(8)))
+    assert taken.count(None) == 5, taken
+    assert await client.zcard(prefix + "k") == 5  # one member per hit: none overwrote another
 
 
 @pytest.mark.skipif(BACKEND != "postgres", reason="needs the Redis of the PostgreSQL + Redis pass")
-async def test_redis_take_is_atomic_across_concurrent_callers():
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(REDIS_URL)
-    prefix = f"chat_test_take_{secrets.token_hex(4)}:"
+async def test_redis_take_is_atomic_across_concurrent_callers(redis_key):
+    client, prefix = redis_key
     throttles = [RedisThrottle(client, prefix) for _ in range(4)]  # as four workers
-    try:
-        taken = await asyncio.gather(*(throttles[n % 4].take("k", 5, 60, f"slot{n}") for n in range(20)))
-        assert taken.count(None) == 5, taken
-        assert all(1 <= wait <= 60 for wait in taken if wait is not None)
-        assert await client.zcard(prefix + "k") == 5
-        # Which five got through depends on the order the commands reach Redis: give back one that did.
-        await throttles[0].give_back("k", f"slot{taken.index(None)}")
-        assert await client.zcard(prefix + "k") == 4
-    finally:
-        await client.delete(prefix + "k")
-        await client.aclose()
+    taken = await asyncio.gather(*(throttles[n % 4].take("k", 5, 60, f"slot{n}") for n in range(20)))
+    assert taken.count(None) == 5, taken
+    assert all(1 <= wait <= 60 for wait in taken if wait is not None)
+    assert await client.zcard(prefix + "k") == 5
+    # Which five got through depends on the order the commands reach Redis: give back one that did.
+    await throttles[0].give_back("k", f"slot{taken.index(None)}")
+    assert await client.zcard(prefix + "k") == 4
