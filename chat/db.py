@@ -70,11 +70,11 @@ class PooledConnection(asyncpg.Connection):
     """A connection of the PostgreSQL pool, returned to it without asyncpg's reset query.
 
     asyncpg runs `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` each time a connection goes
-    back to the pool: a second round trip for every query Tortoise makes outside a transaction (a quarter of a
-    send's time on the database with two workers). chat leaves nothing for it to undo: its advisory locks are
-    transaction-scoped (pg_advisory_xact_lock; the migration lock has a connection of its own), and it never
-    LISTENs, SETs a session variable or holds a cursor past a transaction. An open transaction is still rolled
-    back (asyncpg does that before asking for this query).
+    back to the pool: a second round trip for every query Tortoise makes outside a transaction, and for every
+    transaction (~5 % of a PostgreSQL + Redis worker's samples under the send bench, docs/performance.md part 8).
+    chat leaves nothing for it to undo: its advisory locks are transaction-scoped (pg_advisory_xact_lock; the
+    migration lock has a connection of its own), and it never LISTENs, SETs a session variable or holds a cursor
+    past a transaction. An open transaction is still rolled back (asyncpg does that before asking for this query).
     """
 
     def get_reset_query(self) -> str:
