@@ -27,15 +27,70 @@ cancels the handling, as Quart's receiver would (`_ClientLeaving`). The answer's
 from __future__ import annotations
 
 import asyncio
+from functools import partial
+from urllib.parse import urlparse
 
-from quart.asgi import ASGIHTTPConnection, _handle_exception
+from quart.asgi import ASGIHTTPConnection, _handle_exception, _normalise_path
 from quart.utils import cancel_tasks, raise_task_exceptions
 from quart.wrappers import Response
 from quart.wrappers.request import Body, Request
+from werkzeug.datastructures import Headers, ImmutableHeadersMixin
+from werkzeug.exceptions import BadRequestKeyError
 
 from .mailbox import Mailbox
 
 UPLOAD_PATH = "/files"
+
+
+class RequestHeaders(ImmutableHeadersMixin, Headers):
+    """A request's headers, read-only, each name's first value found with one dict look-up.
+
+    werkzeug's Headers finds a name by lower-casing every name it holds, and a name it does not hold costs a
+    BadRequestKeyError raised and caught (Content-Length, Origin, X-Request-Id: several per request). A request's
+    headers never change once received (werkzeug's own WSGI headers are read-only too), so they are indexed once,
+    at the first look-up. Built from the pairs the server parsed, already checked against HTTP's grammar by h11 or
+    h2, without checking each value again as Headers.add would.
+    """
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._list = pairs
+        self._first: dict[str, str] | None = None
+
+    def _index(self) -> dict[str, str]:
+        if self._first is None:
+            self._first = {}
+            for name, value in self._list:
+                self._first.setdefault(name.lower(), value)
+        return self._first
+
+    def _get_key(self, key: str) -> str:
+        try:
+            return self._index()[key.lower()]
+        except KeyError:
+            raise BadRequestKeyError(key) from None
+
+    def get(self, key: str, default=None, type=None):  # noqa: A002 - werkzeug's signature
+        value = self._index().get(key.lower(), _MISSING)
+        if value is _MISSING:
+            return default
+        if type is None:
+            return value
+        try:
+            return type(value)
+        except ValueError:
+            return default
+
+    def __contains__(self, key: str) -> bool:
+        return key.lower() in self._index()
+
+    def clear(self) -> None:  # the one change ImmutableHeadersMixin lets through
+        raise TypeError(f"{type(self).__name__!r} objects are immutable")
+
+    def copy(self) -> Headers:
+        return Headers(self._list)
+
+
+_MISSING = object()
 
 
 class StreamedBody(Body):
@@ -143,7 +198,30 @@ class BoundedHTTPConnection(ASGIHTTPConnection):
         return self.scope["method"] == "POST" and self.scope["path"] == UPLOAD_PATH
 
     def _create_request_from_scope(self, send):
-        request = super()._create_request_from_scope(send)
+        """Quart's (quart/asgi.py, 0.22), with RequestHeaders, and an upload's body bounded."""
+        scope = self.scope
+        pairs = [("Remote-Addr", (scope.get("client") or ["<local>"])[0])]
+        pairs += [(name.decode("latin1").title(), value.decode("latin1")) for name, value in scope["headers"]]
+        if scope["http_version"] < "1.1" and not any(name == "Host" for name, _ in pairs):
+            pairs.append(("Host", self.app.config["SERVER_NAME"] or ""))
+        path = scope["path"]
+        path = path if path[0] == "/" else urlparse(path).path
+        root_path = scope.get("root_path", "")
+        if root_path != "":
+            path = _normalise_path(path, root_path)
+        request = self.app.request_class(
+            scope["method"],
+            scope["scheme"],
+            path,
+            scope["query_string"],
+            RequestHeaders(pairs),
+            root_path,
+            scope["http_version"],
+            max_content_length=self.app.config["MAX_CONTENT_LENGTH"],
+            body_timeout=self.app.config["BODY_TIMEOUT"],
+            send_push_promise=partial(self._send_push_promise, send),
+            scope=scope,
+        )
         if self._is_upload():
             from .files import BODY_BUFFER, MULTIPART_OVERHEAD
 

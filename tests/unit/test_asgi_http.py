@@ -1,6 +1,6 @@
 """chat.asgi_http's connection: a request whose body hypercorn has queued is handled in hypercorn's app task, and
-the client leaving cancels it as Quart's receiver would (uploads: tests/unit/blueprints/test_files.py and
-tests/system/test_files.py; the whole server: the system tests)."""
+the client leaving cancels it as Quart's receiver would; its headers read as Quart's own (uploads:
+tests/unit/blueprints/test_files.py and tests/system/test_files.py; the whole server: the system tests)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import asyncio
 import orjson
 import pytest
 from quart import Quart, request
+from quart.asgi import ASGIHTTPConnection
+from werkzeug.datastructures import Headers
 
-from chat.asgi_http import BoundedHTTPConnection
+from chat.asgi_http import BoundedHTTPConnection, RequestHeaders
 from testkit.asgi import body_events, http_scope, queued
 
 
@@ -141,3 +143,50 @@ async def test_an_answer_the_client_does_not_take_is_given_up_after_the_response
 
     await asyncio.wait_for(echo_app(http_scope("POST", "/echo", body=BODY), queued(*WHOLE_BODY).get, stuck), 5)
     assert [event["type"] for event in sent] == ["http.response.start"]
+
+
+def _quarts_headers(scope: dict) -> Headers:
+    """The headers as Quart's own connection makes them (quart/asgi.py)."""
+    return ASGIHTTPConnection(Quart(__name__), scope)._create_request_from_scope(Answer()).headers
+
+
+SCOPE_HEADERS = [
+    (b"host", b"chat.test"),
+    (b"x-forwarded-for", b"10.0.0.1"),
+    (b"X-Forwarded-For", b"10.0.0.2"),
+    (b"cookie", b"chat_session=abc; theme=dark"),
+    (b"content-length", b"17"),
+]
+
+
+def test_a_requests_headers_read_as_quarts_do_and_cannot_change():
+    scope = http_scope("POST", "/echo", headers=SCOPE_HEADERS)
+    headers = BoundedHTTPConnection(Quart(__name__), scope)._create_request_from_scope(Answer()).headers
+    quarts = _quarts_headers(scope)
+
+    assert isinstance(headers, RequestHeaders) and list(headers) == list(quarts)
+    for name in ("Host", "x-forwarded-for", "COOKIE", "Remote-Addr", "Origin"):
+        assert headers.get(name) == quarts.get(name) and (name in headers) == (name in quarts)
+        assert headers.getlist(name) == quarts.getlist(name)
+    assert headers["X-Forwarded-For"] == "10.0.0.1"  # the first of two, as werkzeug's
+    assert headers.get("Content-Length", type=int) == 17 and headers.get("Host", type=int) is None
+    assert headers.get("Origin", "none") == "none"
+    with pytest.raises(KeyError):
+        headers["Origin"]
+    for change in (lambda: headers.add("Origin", "x"), lambda: headers.set("Host", "x"), headers.clear):
+        with pytest.raises(TypeError):
+            change()
+    copy = headers.copy()
+    copy.add("Origin", "http://chat.test")
+    assert copy["Origin"] == "http://chat.test" and "Origin" not in headers
+
+
+def test_an_http_1_0_request_without_a_host_gets_the_servers_name_as_quart_gives_it():
+    app = Quart(__name__)
+    app.config["SERVER_NAME"] = "chat.test"
+    scope = {**http_scope("GET", "/echo", headers=[(b"accept", b"*/*")]), "http_version": "1.0"}
+    assert BoundedHTTPConnection(app, scope)._create_request_from_scope(Answer()).headers["Host"] == "chat.test"
+    scope["headers"] = [(b"host", b"other.test")]
+    assert BoundedHTTPConnection(app, scope)._create_request_from_scope(Answer()).headers.getlist("Host") == [
+        "other.test"
+    ]
