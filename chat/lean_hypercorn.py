@@ -36,8 +36,17 @@ At 10 000 idle websockets on a worker each KiB per socket is 10 MB (docs/perform
    request disarms it (`KeepAliveTimer`); when it fires, or when the worker begins to stop while the connection
    is idle, the connection is closed as hypercorn's task would close it.
 
-`install()` (called by create_app) applies all six to the hypercorn version they were written against, and refuses
-to start on another: these replace hypercorn internals, so a new version must be read again before it is pinned.
+7. **The Date header formatted for every answer.** hypercorn formats the time (`wsgiref`'s `format_date_time`) for
+   each response; the header changes once a second. Here each second's is formatted once (`_http_date`).
+8. **Every answer's headers checked against HTTP's grammar, every time.** h11 runs two regular expressions over
+   each header of each response (and builds a dict of each match); an answer of chat's JSON API has nine, most of
+   them the same on every answer (the security headers, the content type, the server's name). Here a pair that
+   passed once is not checked again (`_normalize_and_validate_once`): a pair seen for the first time (a request
+   id, a length, a file's name) is checked as before, and one that fails raises h11's own error as before.
+
+`install()` (called by create_app) applies all eight to the hypercorn and h11 versions they were written against,
+and refuses to start on others: these replace their internals, so a new version must be read again before it is
+pinned.
 """
 
 from __future__ import annotations
@@ -46,8 +55,12 @@ import asyncio
 from collections.abc import Callable
 from functools import partial
 from importlib.metadata import version
+from wsgiref.handlers import format_date_time
 
 import h11
+from h11 import _events as h11_events
+from h11 import _headers as h11_headers
+from hypercorn import config as hypercorn_config
 from hypercorn.asyncio import task_group, tcp_server, worker_context
 from hypercorn.events import RawData
 from hypercorn.protocol import h11 as hypercorn_h11
@@ -59,6 +72,7 @@ from .broker import TextMessage
 from .mailbox import Mailbox
 
 HYPERCORN_VERSION = "0.18.0"
+H11_VERSION = "0.16.0"
 
 
 async def _spawn_app(self: task_group.TaskGroup, app, config, scope, send):
@@ -230,13 +244,53 @@ def _idle_connections(context: worker_context.WorkerContext) -> set[KeepAliveTim
     return idle
 
 
+_date_second: tuple[int, str] = (-1, "")
+
+
+def _http_date(timestamp: float) -> str:
+    """format_date_time, for hypercorn's Date header: formatted once a second (hypercorn/config.py, 0.18.0)."""
+    global _date_second
+    second = int(timestamp)
+    if _date_second[0] != second:
+        _date_second = (second, format_date_time(second))
+    return _date_second[1]
+
+
+_normalize_and_validate = h11_headers.normalize_and_validate
+_FIELD_NAME, _FIELD_VALUE = h11_headers._field_name_re, h11_headers._field_value_re
+_VALID_PAIRS: set[tuple[bytes, bytes]] = set()
+VALID_PAIRS_KEPT = 1024  # the same few pairs come back on every answer; unique ones (request ids) make it refill
+
+
+def _normalize_and_validate_once(headers, _parsed: bool = False) -> h11_headers.Headers:
+    """h11's normalize_and_validate, each (name, value) pair checked against HTTP's grammar once rather than every
+    time (h11/_headers.py, 0.16.0): what follows the check (lower-cased names, Content-Length and
+    Transfer-Encoding's rules) is h11's own, run on every call."""
+    if not _parsed:
+        checked = []
+        for name, value in headers:
+            pair = (h11_headers.bytesify(name), h11_headers.bytesify(value))
+            if pair not in _VALID_PAIRS:
+                if _FIELD_NAME.fullmatch(pair[0]) is None or _FIELD_VALUE.fullmatch(pair[1]) is None:
+                    return _normalize_and_validate(headers)  # raises h11's LocalProtocolError, with its message
+                if len(_VALID_PAIRS) >= VALID_PAIRS_KEPT:
+                    _VALID_PAIRS.clear()
+                _VALID_PAIRS.add(pair)
+            checked.append(pair)
+        headers = checked
+    return _normalize_and_validate(headers, _parsed=True)
+
+
 def install() -> None:
-    installed = version("hypercorn")
-    if installed != HYPERCORN_VERSION:
-        raise RuntimeError(f"chat.lean_hypercorn was written for hypercorn {HYPERCORN_VERSION}, not {installed}")
+    for package, written_for in (("hypercorn", HYPERCORN_VERSION), ("h11", H11_VERSION)):
+        installed = version(package)
+        if installed != written_for:
+            raise RuntimeError(f"chat.lean_hypercorn was written for {package} {written_for}, not {installed}")
     task_group.TaskGroup.spawn_app = _spawn_app
     hypercorn_h11.H11WSConnection = _UpgradedConnection
     ws_stream.Handshake.accept = _accept_uncompressed
     worker_context.WorkerContext.event_class = LazyEvent
     ws_stream.WSStream.app_send = _app_send_framed_once
     tcp_server.AsyncioSingleTask = KeepAliveTimer
+    hypercorn_config.format_date_time = _http_date
+    h11_events.normalize_and_validate = _normalize_and_validate_once

@@ -1,16 +1,20 @@
 """What chat.lean_hypercorn takes out of hypercorn's connections: the app's events through a Mailbox with
 hypercorn's bound, no h11 state once a websocket upgrade is accepted, permessage-deflate declined, no asyncio.Event
-until one is awaited, a frame sent to many sockets framed once, the keep-alive timeout as a timer
-(real websockets through hypercorn: tests/system/test_websocket.py and the rest)."""
+until one is awaited, a frame sent to many sockets framed once, the keep-alive timeout as a timer, the Date header
+once a second and an answer's headers checked once per pair (real websockets through hypercorn:
+tests/system/test_websocket.py and the rest)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from wsgiref.handlers import format_date_time
 
 import h11
 import pytest
 import wsproto
 import wsproto.events
+from h11._headers import normalize_and_validate
 from hypercorn.asyncio.task_group import TaskGroup
 from hypercorn.config import Config
 from hypercorn.events import RawData
@@ -341,3 +345,65 @@ async def test_a_stopping_worker_closes_its_idle_connections_at_once_and_answers
     assert loop.time() - stopping < 1.5
     idle_writer.close()
     busy_writer.close()
+
+
+# ---------------------------------------------------------------- an answer's headers: Date once a second, checked once
+
+
+def test_the_date_header_is_formatted_once_a_second_as_hypercorn_formats_it():
+    now = 1_764_900_000.25
+    assert lean_hypercorn._http_date(now) == format_date_time(now) == "Fri, 05 Dec 2025 02:00:00 GMT"
+    assert lean_hypercorn._http_date(now + 0.5) is lean_hypercorn._http_date(now)  # the same second's, kept
+    assert lean_hypercorn._http_date(now + 1) == format_date_time(now + 1)
+    date = dict(Config().response_headers("h11"))[b"date"]
+    assert date.decode() in (format_date_time(time.time() - 1), format_date_time(time.time()))
+
+
+class CountingPattern:
+    """A compiled pattern that counts its fullmatch calls."""
+
+    def __init__(self, pattern) -> None:
+        self.pattern, self.calls = pattern, 0
+
+    def fullmatch(self, data):
+        self.calls += 1
+        return self.pattern.fullmatch(data)
+
+
+def test_an_answers_headers_are_checked_once_per_pair_and_normalized_as_h11_does(monkeypatch):
+    names = CountingPattern(lean_hypercorn._FIELD_NAME)
+    monkeypatch.setattr(lean_hypercorn, "_FIELD_NAME", names)
+    monkeypatch.setattr(lean_hypercorn, "_VALID_PAIRS", set())
+    headers = [(b"Content-Type", b"application/json"), ("X-Frame-Options", "DENY"), (b"content-length", b"12")]
+
+    first = h11.Response(status_code=200, headers=headers).headers
+    assert names.calls == 3
+    again = h11.Response(status_code=200, headers=headers).headers
+    assert names.calls == 3  # nothing checked twice
+    assert list(first.raw_items()) == list(again.raw_items()) == list(normalize_and_validate(headers).raw_items())
+    assert first == normalize_and_validate(headers)  # lower-cased names, as h11 stores them
+
+
+@pytest.mark.parametrize(
+    "headers, message",
+    [
+        ([(b"X-Request-Id", b"a\r\nSet-Cookie: b")], "Illegal header value"),
+        ([(b"Bad Name", b"x")], "Illegal header name"),
+        ([(b"content-length", b"1"), (b"content-length", b"2")], "conflicting Content-Length"),
+        ([(b"content-length", b"-1")], "bad Content-Length"),
+        ([(b"transfer-encoding", b"gzip")], "Only Transfer-Encoding: chunked"),
+    ],
+)
+def test_an_answers_bad_headers_are_refused_with_h11s_own_error_every_time(headers, message):
+    for _ in range(2):  # a refused pair is not remembered as valid
+        with pytest.raises(h11.LocalProtocolError, match=message):
+            h11.Response(status_code=200, headers=headers)
+    with pytest.raises(h11.LocalProtocolError, match=message):
+        h11.Connection(h11.SERVER).send(h11.Response(status_code=200, headers=headers))
+
+
+def test_headers_parsed_from_a_request_pass_through_as_before():
+    connection = h11.Connection(h11.SERVER)
+    connection.receive_data(b"GET / HTTP/1.1\r\nHost: chat.test\r\nX-A: 1\r\n\r\n")
+    request = connection.next_event()
+    assert list(request.headers) == [(b"host", b"chat.test"), (b"x-a", b"1")]
