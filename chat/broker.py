@@ -73,6 +73,15 @@ class Event:
         text = orjson.dumps(frame).decode()
         return cls(channel, frame["type"], text, sequence_id, frame.get("user_id"), stored_at)
 
+    def on(self, channel: str) -> Event:
+        """The same event on another channel, sharing its encoded frame (dataclasses.replace would encode it again,
+        and costs more than the event's building)."""
+        event = object.__new__(Event)
+        for name in Event.__slots__:
+            object.__setattr__(event, name, getattr(self, name))
+        object.__setattr__(event, "channel", channel)
+        return event
+
     def to_bytes(self) -> bytes:
         return orjson.dumps([self.channel, self.type, self.text, self.message_id, self.user_id, self.stored_at])
 

@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from tortoise.connection import get_connection
@@ -462,7 +462,7 @@ def _delivery_events(pending: _Pending, message: dict, stored_at: float) -> list
     """The message's event on each of its delivery channels, its frame encoded once for all."""
     channels = _delivery_channels(pending)
     event = Event.build(channels[0], {"type": "message", "message": message}, stored_at)
-    return [event if channel == event.channel else replace(event, channel=channel) for channel in channels]
+    return [event if channel == event.channel else event.on(channel) for channel in channels]
 
 
 def _delivery_channels(pending: _Pending) -> tuple[str, ...]:

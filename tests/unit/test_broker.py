@@ -28,6 +28,13 @@ def test_event_build_and_wire_format():
         assert Event.from_bytes(original.to_bytes()) == original
 
 
+def test_an_event_on_another_channel_is_the_same_event_sharing_its_encoded_frame():
+    event = Event.build("room:dm-1-2", {"type": "message", "message": {"id": 7, "content": "hi"}}, 12.5)
+    inbox = event.on("inbox:2")
+    assert inbox == Event("inbox:2", "message", event.text, 7, None, 12.5)
+    assert inbox.asgi is event.asgi and event.channel == "room:dm-1-2"
+
+
 async def test_publish_reaches_every_subscriber_of_the_channel_only():
     broker = MemoryBroker()
     assert broker.ordered
