@@ -4,9 +4,9 @@ delete my account). Their scripts are chat/static/js/admin.js and account.js; th
 from __future__ import annotations
 
 from quart import Blueprint, Response, redirect, render_template
-from quart_auth import current_user
 from quart_schema import hide
 
+from ..security import request_user
 from ..state import state
 from .pages import page_headers
 
@@ -15,7 +15,7 @@ bp.after_request(page_headers)  # the pages' Content-Security-Policy and no-stor
 
 
 async def _signed_in_user():
-    found = await current_user.resolve(fresh=True)  # the role as stored now
+    found = await request_user().resolve(fresh=True)  # the role as stored now
     return None if found is None else found.user
 
 

@@ -7,13 +7,12 @@ Every route needs an admin's session (403 forbidden for anyone else); the steps 
 from __future__ import annotations
 
 from quart import Blueprint
-from quart_auth import login_required
 from quart_schema import validate_request
 
 from .. import accounts, channels
 from ..openapi import documented
 from ..schemas import AccountOut, AdminAccountsOut, ChannelOut, NoContent, RoleIn, RoomsOut
-from ..security import signed_in
+from ..security import login_required, signed_in
 
 bp = Blueprint("admin", __name__)
 

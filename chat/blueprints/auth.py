@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from quart import Blueprint, Response, redirect, request
-from quart_auth import current_user, login_required, login_user, logout_user
+from quart_auth import login_user, logout_user
 from quart_schema import validate_request
 
 from .. import accounts
 from ..openapi import documented
 from ..schemas import AccountOut, ChangePasswordIn, DeleteAccountIn, LoginIn, NoContent, RegisterIn, UserOut
-from ..security import SessionUser, cross_site_navigation, signed_in
+from ..security import SessionUser, cross_site_navigation, login_required, request_user, signed_in
 from ..state import state
 
 bp = Blueprint("auth", __name__)
@@ -32,7 +32,7 @@ async def login(data: LoginIn) -> dict:
 
     403 account_deactivated: the password is right, but an administrator deactivated the account."""
     # signing in again replaces the session this client had
-    signed = await accounts.sign_in(data.email, data.username, data.password, replacing=current_user.auth_id)
+    signed = await accounts.sign_in(data.email, data.username, data.password, replacing=request_user().auth_id)
     login_user(SessionUser(signed.token))
     return signed.user.public()
 
@@ -46,8 +46,9 @@ async def logout() -> Response | tuple[str, int]:
     """
     if request.method == "GET" and cross_site_navigation(state().settings.allowed_origins):
         return redirect("/logout-page", 303)
-    if current_user.auth_id:
-        await accounts.end_session(current_user.auth_id)
+    token = request_user().auth_id
+    if token:
+        await accounts.end_session(token)
     logout_user()
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
         return redirect("/login-page")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from quart import Blueprint
-from quart_auth import login_required
 from quart_schema import validate_request
 
 from .. import changes
 from ..openapi import documented
 from ..schemas import MAX_ID, EditMessageIn, MessageOut, NoContent
-from ..security import signed_in
+from ..security import login_required, signed_in
 
 bp = Blueprint("changes", __name__)
 

@@ -6,14 +6,13 @@ import re
 from urllib.parse import quote
 
 from quart import Blueprint, Response, request
-from quart_auth import login_required
 from quart_schema import validate_querystring
 
 from .. import files
 from ..errors import APIError
 from ..openapi import documented
 from ..schemas import MAX_ID, FileOut, UploadQuery
-from ..security import signed_in
+from ..security import login_required, signed_in
 
 bp = Blueprint("files", __name__)
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from quart import Blueprint, Response, current_app
-from quart_auth import login_required
 from quart_schema import validate_querystring, validate_request
 
 from .. import conversations
 from ..openapi import documented
 from ..rooms import Room, admit
 from ..schemas import MarkReadIn, MessageOut, MessagesOut, MessagesQuery, NoContent, SendMessageIn
-from ..security import signed_in
+from ..security import login_required, signed_in
 
 bp = Blueprint("messaging", __name__)
 

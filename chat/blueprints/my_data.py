@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from quart import Blueprint, Response
-from quart_auth import login_required
 
 from .. import exports
 from ..openapi import documented
 from ..schemas import ExportOut
-from ..security import signed_in
+from ..security import login_required, signed_in
 
 bp = Blueprint("my_data", __name__)
 

@@ -6,10 +6,10 @@ import re
 from urllib.parse import quote
 
 from quart import Blueprint, Response, redirect, render_template, request
-from quart_auth import current_user
 from quart_schema import hide
 
 from ..schemas import MAX_CONTENT
+from ..security import request_user
 
 bp = Blueprint("pages", __name__)
 
@@ -50,7 +50,7 @@ async def page_headers(response: Response) -> Response:
 
 
 async def _signed_in_user():
-    found = await current_user.resolve()
+    found = await request_user().resolve()
     return None if found is None else found.user
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import orjson
 from pydantic import Field, ValidationError, field_validator
 from quart import Blueprint, websocket
-from quart_auth import Unauthorized, login_required
+from quart_auth import Unauthorized
 from tortoise.exceptions import OperationalError
 
 from .. import accounts, changes, conversations, rooms
@@ -38,7 +38,7 @@ from ..models import Membership
 from ..presence import ALL_PRESENCE, presence_channel, presence_events
 from ..rooms import Room, parse_room
 from ..schemas import MAX_ID, ClientId, Content, Cursor, FileIds, Id, Input, MessageContent, with_files_or_content
-from ..security import foreign_origin, session_active, signed_in
+from ..security import foreign_origin, login_required, session_active, signed_in
 from ..sockets import FrameBudget
 from ..state import AppState, state
 

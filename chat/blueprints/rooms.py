@@ -4,7 +4,6 @@ calls chat/channels.py and shapes the answer."""
 from __future__ import annotations
 
 from quart import Blueprint
-from quart_auth import login_required
 from quart_schema import validate_querystring, validate_request
 
 from .. import channels
@@ -21,7 +20,7 @@ from ..schemas import (
     RoomsQuery,
     UpdateRoomIn,
 )
-from ..security import signed_in
+from ..security import login_required, signed_in
 
 bp = Blueprint("rooms", __name__)
 

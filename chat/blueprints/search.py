@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from quart import Blueprint, Response
-from quart_auth import login_required
 from quart_schema import validate_querystring
 
 from .. import search
 from ..errors import error_response
 from ..openapi import documented
 from ..schemas import SearchOut, SearchQuery
-from ..security import signed_in
+from ..security import login_required, signed_in
 
 bp = Blueprint("search", __name__)
 

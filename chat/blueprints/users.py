@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from quart import Blueprint
-from quart_auth import login_required
 
 from ..conversations import users_with_unread
 from ..openapi import documented
 from ..schemas import UsersOut
-from ..security import signed_in
+from ..security import login_required, signed_in
 
 bp = Blueprint("users", __name__)
 

@@ -5,20 +5,26 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import math
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import ParamSpec, TypeVar
 
 from itsdangerous import BadSignature, SignatureExpired
 from quart import Quart, current_app, request
-from quart_auth import Action, AuthUser, QuartAuth, Unauthorized, current_user
+from quart.globals import _cv_app, _cv_request, _cv_websocket
+from quart_auth import Action, AuthUser, QuartAuth, Unauthorized
 
 from ..models import Session, User, utcnow
 from ..state import state
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 SESSION_COOKIE = "chat_session"  # quart-auth's signed cookie, which carries the session token
 
@@ -31,6 +37,9 @@ VERIFIED_COOKIES = 10_000
 @functools.lru_cache(maxsize=VERIFIED_COOKIES)
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+CHAT_AUTH = "chat_auth"  # where init_app keeps the ChatAuth in app.extensions
 
 
 class ChatAuth(QuartAuth):
@@ -60,10 +69,23 @@ class ChatAuth(QuartAuth):
         """quart-auth's after_request hook, which writes or deletes the cookie after login_user / logout_user, runs
         for the blueprints that sign in and out (`cookie_blueprints`) only, not after every request."""
         super().init_app(app)
+        app.extensions[CHAT_AUTH] = self
         if self.cookie_blueprints:
             app.after_request_funcs[None].remove(self.after_request)
             for name in self.cookie_blueprints:
                 app.after_request_funcs[name].append(self.after_request)
+
+    def load_user(self) -> AuthUser:
+        """quart-auth's, reading the request's user from its context's `g` directly rather than through Quart's
+        context-local proxies (`has_request_context`, then `g` twice): it runs once or twice a request."""
+        if _cv_request.get(None) is None and _cv_websocket.get(None) is None:
+            return self.user_class(None)
+        g = _cv_app.get().g
+        user = getattr(g, self.attribute_name, None)
+        if user is None:
+            user = self.resolve_user()
+            setattr(g, self.attribute_name, user)
+        return user
 
     def login_user(self, user: AuthUser) -> None:
         self._cookie_route()
@@ -254,9 +276,31 @@ async def _lookup_session(token: str, fresh: bool) -> SignedIn | None:
     return found
 
 
+def request_user() -> SessionUser:
+    """This request's (or websocket's) quart-auth user, as quart-auth's `current_user` is, without its proxies."""
+    return _cv_app.get().app.extensions[CHAT_AUTH].load_user()
+
+
 async def signed_in(fresh: bool = False) -> SignedIn:
     """The caller's session and user, or 401. Pass `fresh` where a stale user would matter (a password check)."""
-    found = await current_user.resolve(fresh)
+    found = await request_user().resolve(fresh)
     if found is None:
         raise Unauthorized()
     return found
+
+
+def login_required(view: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """quart-auth's `login_required` (401 unless the request's session resolves), for chat's async views: the
+    session is resolved once per request (SessionUser keeps it), without quart-auth's look-ups of the extension
+    and the user through `current_app` and `current_user` (three context-local proxies and a scan of the app's
+    extensions each)."""
+    if not inspect.iscoroutinefunction(view):
+        raise TypeError(f"{view.__qualname__} must be a coroutine function")
+
+    @functools.wraps(view)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        if await request_user().resolve() is None:
+            raise Unauthorized()
+        return await view(*args, **kwargs)
+
+    return wrapper

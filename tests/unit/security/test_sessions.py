@@ -7,10 +7,12 @@ import asyncio
 import time
 
 import orjson
+import pytest
+from quart_auth import current_user
 
 from chat.accounts import ACCOUNTS_CHANNEL
 from chat.models import Session, utcnow
-from chat.security import ChatAuth, SessionCache, SignedIn
+from chat.security import ChatAuth, SessionCache, SignedIn, login_required, request_user, sessions, signed_in
 from testkit.app import api_login
 from testkit.http import PASSWORD
 
@@ -153,3 +155,30 @@ def _counting(calls: list):
 
 def _session_cookie(person) -> str:
     return next(cookie.value for cookie in person.cookie_jar if cookie.name == "chat_session")
+
+
+async def test_a_request_resolves_its_session_once_and_its_user_is_quart_auths(app, signup, monkeypatch):
+    alice, me = await signup("alice")
+    looked_up = []
+    lookup = sessions._lookup_session
+
+    async def counted(token: str, fresh: bool):
+        looked_up.append(token)
+        return await lookup(token, fresh)
+
+    monkeypatch.setattr(sessions, "_lookup_session", counted)
+    assert (await alice.get("/me")).status_code == 200  # login_required, then the view's signed_in()
+    assert len(looked_up) == 1
+
+    headers = {"Cookie": f"chat_session={_session_cookie(alice)}"}
+    async with app.test_request_context("/me", headers=headers):
+        user = request_user()
+        assert user is current_user._get_current_object() and user is request_user()
+        assert (await signed_in()).user.id == me["id"]
+    async with app.test_request_context("/me"):
+        assert request_user().auth_id is None and await request_user().resolve() is None
+
+
+def test_login_required_takes_coroutine_views_only():
+    with pytest.raises(TypeError, match="coroutine"):
+        login_required(lambda: None)
