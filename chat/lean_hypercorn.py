@@ -268,14 +268,15 @@ def _normalize_and_validate_once(headers, _parsed: bool = False) -> h11_headers.
     Transfer-Encoding's rules) is h11's own, run on every call."""
     if not _parsed:
         checked = []
-        for name, value in headers:
-            pair = (h11_headers.bytesify(name), h11_headers.bytesify(value))
-            if pair not in _VALID_PAIRS:
-                if _FIELD_NAME.fullmatch(pair[0]) is None or _FIELD_VALUE.fullmatch(pair[1]) is None:
-                    return _normalize_and_validate(headers)  # raises h11's LocalProtocolError, with its message
-                if len(_VALID_PAIRS) >= VALID_PAIRS_KEPT:
-                    _VALID_PAIRS.clear()
-                _VALID_PAIRS.add(pair)
+        for pair in headers:
+            if type(pair) is not tuple or pair not in _VALID_PAIRS:  # hypercorn's are tuples of bytes: known at once
+                pair = (h11_headers.bytesify(pair[0]), h11_headers.bytesify(pair[1]))
+                if pair not in _VALID_PAIRS:
+                    if _FIELD_NAME.fullmatch(pair[0]) is None or _FIELD_VALUE.fullmatch(pair[1]) is None:
+                        return _normalize_and_validate(headers)  # raises h11's LocalProtocolError, with its message
+                    if len(_VALID_PAIRS) >= VALID_PAIRS_KEPT:
+                        _VALID_PAIRS.clear()
+                    _VALID_PAIRS.add(pair)
             checked.append(pair)
         headers = checked
     return _normalize_and_validate(headers, _parsed=True)
