@@ -8,8 +8,8 @@ from collections.abc import Iterable
 
 from .servers import ALL_SERVERS, BARE_QUART, CHAT, FLASK_SERVERS, is_chat
 
-TARGET_SEND_FLASK, TARGET_SEND_BARE, TARGET_SEND_P99 = 3.0, 0.5, 50.0
-TARGET_HISTORY_FLASK, TARGET_HISTORY_SLOWDOWN = 3.0, 0.10
+TARGET_SEND_FLASK, TARGET_SEND_BARE, TARGET_SEND_P99 = 3.0, 0.8, 50.0  # issue 19's
+TARGET_HISTORY_FLASK, TARGET_HISTORY_BARE, TARGET_HISTORY_SLOWDOWN = 3.0, 0.8, 0.10
 TARGET_CLOSED_FLASK, TARGET_OPEN_P99, TARGET_IDLE_KIB, TARGET_STORM = 3.0, 5.0, 30.0, 2.0
 
 
@@ -77,6 +77,12 @@ class Table:
         return "\n".join(lines)
 
 
+def _all_met(*ratios_and_targets: tuple[float | None, float]) -> bool | None:
+    """Every ratio measured at or above its target (one not measured, for want of its server, is not counted)."""
+    measured = [ratio >= target for ratio, target in ratios_and_targets if ratio is not None]
+    return all(measured) if measured else None
+
+
 def _cells(figures: dict, digits: int = 1, suffix: str = "") -> dict[str, str]:
     return {server: _num(value, digits) + (suffix if value is not None else "") for server, value in figures.items()}
 
@@ -86,12 +92,8 @@ def _send(t: Table) -> None:
     if not any(rps.values()):
         return
     to_flask, to_bare = t.ratios(rps)
-    met = (
-        None
-        if to_flask is None and to_bare is None
-        else ((to_flask is None or to_flask >= TARGET_SEND_FLASK) and (to_bare is None or to_bare >= TARGET_SEND_BARE))
-    )
-    t.row("1 send · 2xx req/s", _cells(rps, 0), to_flask, to_bare, "≥3× Flask, ≥0.5× bare Quart", met)
+    met = _all_met((to_flask, TARGET_SEND_FLASK), (to_bare, TARGET_SEND_BARE))
+    t.row("1 send · 2xx req/s", _cells(rps, 0), to_flask, to_bare, "≥3× Flask, ≥0.8× bare Quart", met)
     p50, p99 = t.figure(1, "send", "p50_ms"), t.figure(1, "send", "p99_ms")
     cells = {s: f"{_num(p50[s])} / {_num(p99[s])}" if p99[s] is not None else "—" for s in t.servers}
     chat_p99 = p99.get(CHAT)
@@ -137,13 +139,14 @@ def _history(t: Table) -> None:
         cells = {s: f"{_num(rps[s], 0)} (p99 {_num(p99[s])})" if rps[s] is not None else "—" for s in t.servers}
         shape = variant.split("-")[0]
         label = f"2 history · {_history_page(variant)} · req/s"
+        to_bare = to_bare if shape == "newest" else None
         t.row(
             label,
             cells,
             to_flask,
-            to_bare if shape == "newest" else None,
-            "≥3× Flask",
-            None if to_flask is None else to_flask >= TARGET_HISTORY_FLASK,
+            to_bare,
+            "≥3× Flask" if to_bare is None else "≥3× Flask, ≥0.8× bare Quart",
+            _all_met((to_flask, TARGET_HISTORY_FLASK), (to_bare, TARGET_HISTORY_BARE)),
         )
     sizes = sorted({int(v.split("-")[1]) for v in variants})
     if len(sizes) >= 2:
